@@ -1,0 +1,147 @@
+//! The host's config file (TOML): data dir, engine, cluster backend, tenants and bindings.
+//!
+//! The full reference is in the README ("Config reference"); `demo.toml` beside this file is a
+//! complete example.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backends::simulated::SimSpec;
+use crate::runtime::EngineConfig;
+use crate::tick::{BindingSpec, TenantSpec};
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// It could not be read.
+    #[error("cannot read config {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is not valid TOML of the expected shape (the message names line and field).
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+}
+
+/// Everything a host runs with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Where state and the audit log live (default `scalehost-data`, relative to the config).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The wasm engine's pool.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// The cluster backend.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+    /// Tenants and their grants.
+    #[serde(default)]
+    pub tenants: Vec<TenantSpec>,
+    /// Policies bound to targets.
+    #[serde(default)]
+    pub bindings: Vec<BindingSpec>,
+    /// The folder relative paths are resolved against (the config file's).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("scalehost-data")
+}
+
+/// Which cluster the host acts on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The backend (default `simulated`).
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// The simulated cluster's contents.
+    #[serde(default)]
+    pub simulated: SimSpec,
+    /// Virtual seconds per real second for the simulated cluster under `serve` (default 1).
+    #[serde(default = "one")]
+    pub time_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Cluster backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// The embedded simulated cluster.
+    #[default]
+    Simulated,
+}
+
+impl HostConfig {
+    /// Reads a config file; relative paths in it are resolved against its folder.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Self::from_toml(&text, path, base_dir)
+    }
+
+    /// Parses config text; `path` only names it in errors.
+    pub fn from_toml(text: &str, path: &Path, base_dir: PathBuf) -> Result<Self, ConfigError> {
+        let mut config: HostConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        config.base_dir = base_dir;
+        Ok(config)
+    }
+
+    /// `path` resolved against the config's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_parses() {
+        let config = HostConfig::from_toml(
+            crate::demo::DEMO_CONFIG,
+            Path::new("demo.toml"),
+            PathBuf::new(),
+        )
+        .expect("the embedded demo config is valid");
+        assert_eq!(config.bindings.len(), 3);
+        assert_eq!(config.tenants[0].name, "demo");
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_with_its_name() {
+        let err = HostConfig::from_toml(
+            "[[tenants]]\nname = \"a\"\nnamespace = [\"x\"]\n",
+            Path::new("c.toml"),
+            PathBuf::new(),
+        )
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("unknown field `namespace`"), "{message}");
+        assert!(message.contains("line 3"), "{message}");
+    }
+}

@@ -1,0 +1,68 @@
+//! The `scalehost` binary: parse the command line, set up logging, hand over to the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use scalehost::cli::{Cli, Command};
+use scalehost::config::HostConfig;
+use scalehost::runtime::{EngineConfig, PolicyEngine};
+use scalehost::{Host, demo, validate};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_filter = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = cli.log.clone().unwrap_or_else(|| default_filter.to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let config = HostConfig::from_file(&config)?;
+            Host::from_config(config).await?.run().await?;
+        }
+        Command::Demo(options) => {
+            demo::run(options).await?;
+        }
+        Command::Validate { plugin, config } => {
+            let engine =
+                PolicyEngine::new(&EngineConfig::default()).context("starting the wasm engine")?;
+            match validate::validate_plugin(&engine, &plugin, config.as_deref()) {
+                Ok(found) => {
+                    let checked = if found.config_checked {
+                        "config accepted"
+                    } else {
+                        "no config given"
+                    };
+                    println!(
+                        "ok: {} {} ({} bytes, {checked})",
+                        plugin.display(),
+                        found.digest,
+                        found.size
+                    );
+                }
+                Err(error) => {
+                    eprintln!("invalid: {}: {error}", plugin.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

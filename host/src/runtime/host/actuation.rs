@@ -1,0 +1,93 @@
+//! Host side of `actuation`: records scope-checked intents; nothing is applied during the tick.
+
+use tracing::instrument;
+
+use super::super::Sandbox;
+use super::super::bindings::actuation::Host;
+use super::super::bindings::types::{HostError, PowerState, ScaleChange, WorkloadRef};
+use super::types::ref_bytes;
+use crate::model;
+use crate::runtime::Intent;
+
+fn not_during_validation() -> HostError {
+    HostError::Forbidden("actuation is not available during validate-config".into())
+}
+
+impl Host for Sandbox {
+    #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
+    fn scale(
+        &mut self,
+        target: WorkloadRef,
+        change: ScaleChange,
+        reason: String,
+    ) -> wasmtime::Result<Result<u32, HostError>> {
+        self.charge(ref_bytes(&target) + reason.len() + 8)?;
+        let Some(access) = self.access.clone() else {
+            return Ok(Err(not_during_validation()));
+        };
+        let target = model::WorkloadRef::from(target);
+        if let Err(e) = access.scope.check_scale(&target) {
+            return Ok(Err(e.into()));
+        }
+        let change = model::ScaleChange::from(change);
+        // Compose with this tick's earlier intents for the same target; else start from the
+        // cluster's current replicas (needed only for a relative change).
+        let earlier = self.intents.iter().rev().find_map(|i| match i {
+            Intent::Scale {
+                target: t,
+                requested,
+                ..
+            } if *t == target => Some(*requested),
+            _ => None,
+        });
+        let base = match (earlier, change) {
+            (Some(requested), _) => requested,
+            (None, model::ScaleChange::To(_)) => 0,
+            (None, model::ScaleChange::By(_)) => match access.cluster.workload(&target) {
+                Ok(status) => status.replicas,
+                Err(e) => return Ok(Err(e.into())),
+            },
+        };
+        let requested = change.apply_to(base);
+        self.intents.push(Intent::Scale {
+            target,
+            change,
+            requested,
+            reason,
+        });
+        Ok(Ok(requested))
+    }
+
+    #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
+    fn set_power(
+        &mut self,
+        pool: String,
+        vm_id: String,
+        state: PowerState,
+        reason: String,
+    ) -> wasmtime::Result<Result<(), HostError>> {
+        self.charge(pool.len() + vm_id.len() + reason.len() + 1)?;
+        let Some(access) = self.access.clone() else {
+            return Ok(Err(not_during_validation()));
+        };
+        if let Err(e) = access.scope.check_power(&pool) {
+            return Ok(Err(e.into()));
+        }
+        match access.cluster.vms(&pool) {
+            Ok(vms) if vms.iter().any(|vm| vm.id == vm_id) => {}
+            Ok(_) => {
+                return Ok(Err(HostError::NotFound(format!(
+                    "vm {vm_id} in pool {pool}"
+                ))));
+            }
+            Err(e) => return Ok(Err(e.into())),
+        }
+        self.intents.push(Intent::Power {
+            pool,
+            vm_id,
+            state: state.into(),
+            reason,
+        });
+        Ok(Ok(()))
+    }
+}

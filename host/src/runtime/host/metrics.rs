@@ -1,0 +1,137 @@
+//! Host side of `metrics`: scope-checked reads from the binding's cluster backend.
+
+use tracing::instrument;
+
+use super::super::Sandbox;
+use super::super::bindings::metrics::Host;
+use super::super::bindings::types::{
+    ClusterCapacity as Capacity, HostError, Series, Vm, WorkloadRef, WorkloadStatus,
+};
+use super::types::{ref_bytes, series_bytes};
+use crate::model::{self, BackendError};
+use crate::runtime::Access;
+
+type Answer<T> = wasmtime::Result<Result<T, HostError>>;
+
+impl Sandbox {
+    /// The binding's access, or `forbidden` while a config is being validated.
+    fn access(&self) -> Result<Access, HostError> {
+        self.access.clone().ok_or_else(|| {
+            HostError::Forbidden("metrics are not available during validate-config".into())
+        })
+    }
+
+    fn series_answer(
+        &mut self,
+        result: Result<Vec<model::Series>, BackendError>,
+    ) -> Answer<Vec<Series>> {
+        match result {
+            Ok(series) => {
+                self.charge(series_bytes(&series))?;
+                Ok(Ok(series.into_iter().map(Into::into).collect()))
+            }
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+}
+
+impl Host for Sandbox {
+    #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
+    fn query(&mut self, promql: String) -> Answer<Vec<Series>> {
+        self.charge(promql.len())?;
+        let access = match self.access() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = access.cluster.query(&promql, self.now);
+        self.series_answer(result)
+    }
+
+    #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
+    fn query_range(
+        &mut self,
+        promql: String,
+        start: u64,
+        end: u64,
+        step_ms: u64,
+    ) -> Answer<Vec<Series>> {
+        self.charge(promql.len() + 24)?;
+        let access = match self.access() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        // Never the future: host time is the tick's instant.
+        let result = access
+            .cluster
+            .query_range(&promql, start, end.min(self.now), step_ms);
+        self.series_answer(result)
+    }
+
+    #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
+    fn workload(&mut self, target: WorkloadRef) -> Answer<WorkloadStatus> {
+        self.charge(ref_bytes(&target) + 32)?;
+        let access = match self.access() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let target = model::WorkloadRef::from(target);
+        if let Err(e) = access.scope.check_read(&target) {
+            return Ok(Err(e.into()));
+        }
+        Ok(access
+            .cluster
+            .workload(&target)
+            .map(Into::into)
+            .map_err(Into::into))
+    }
+
+    #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
+    fn capacity(&mut self, exclude: Vec<WorkloadRef>) -> Answer<Capacity> {
+        self.charge(exclude.iter().map(ref_bytes).sum::<usize>() + 48)?;
+        let access = match self.access() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let exclude: Vec<model::WorkloadRef> = exclude.into_iter().map(Into::into).collect();
+        for target in &exclude {
+            if let Err(e) = access.scope.check_read(target) {
+                return Ok(Err(e.into()));
+            }
+        }
+        Ok(access
+            .cluster
+            .capacity(&exclude)
+            .map(Into::into)
+            .map_err(Into::into))
+    }
+
+    #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
+    fn events(&mut self, service: String, window_ms: u64) -> Answer<Vec<Series>> {
+        self.charge(service.len() + 8)?;
+        let access = match self.access() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = access.cluster.events(&service, window_ms, self.now);
+        self.series_answer(result)
+    }
+
+    #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
+    fn vms(&mut self, pool: String) -> Answer<Vec<Vm>> {
+        self.charge(pool.len())?;
+        let access = match self.access() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = access.scope.check_pool(&pool) {
+            return Ok(Err(e.into()));
+        }
+        match access.cluster.vms(&pool) {
+            Ok(vms) => {
+                self.charge(vms.iter().map(|v| v.id.len() + v.name.len() + 32).sum())?;
+                Ok(Ok(vms.into_iter().map(Into::into).collect()))
+            }
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Per-invocation sandbox limits: deadline, memory, host calls and bytes passed.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What one invocation of a policy (a tick or a config check) may use. Configurable per binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock time before the invocation is interrupted.
+    #[serde(with = "crate::duration")]
+    pub deadline: Duration,
+    /// Linear memory of the instance, bytes.
+    pub memory_bytes: u64,
+    /// Calls to the `scalehost:policy` imports.
+    pub max_host_calls: u32,
+    /// Bytes crossing the boundary through host imports, both ways, plus the config.
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_millis(200),
+            memory_bytes: 64 << 20,
+            max_host_calls: 10_000,
+            max_bytes: 16 << 20,
+        }
+    }
+}

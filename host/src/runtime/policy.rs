@@ -1,0 +1,325 @@
+//! A policy compiled once per plugin digest, invoked in a fresh store each time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::Store;
+use wasmtime::component::Component;
+
+use super::bindings::{Policy, PolicyPre};
+use super::sandbox::{Access, Intent, Sandbox, StagedState};
+use super::{Limits, PolicyEngine, deadline_ticks};
+use crate::model::TimestampMs;
+
+/// The world every policy must be a component of.
+pub const WORLD: &str = "scalehost:policy/policy@0.1.0";
+
+/// Why bytes could not become a [`CompiledPolicy`]. Each message is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// Not WebAssembly at all.
+    #[error("not a WebAssembly binary (no \\0asm header)")]
+    NotWasm,
+    /// A core module rather than a component.
+    #[error(
+        "a core WebAssembly module, not a component: build for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule,
+    /// wasmtime could not compile it.
+    #[error("does not compile: {0}")]
+    Invalid(String),
+    /// A component, but not of the policy world.
+    #[error("not a component of world {WORLD}: {0}")]
+    WrongWorld(String),
+}
+
+/// Why an invocation failed. Whatever the cause, only that invocation is lost.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
+pub enum InvocationError {
+    /// The policy returned an error.
+    #[error("policy error: {0}")]
+    Policy(String),
+    /// The guest trapped (a panic, an out-of-bounds access, a stack overflow, ...).
+    #[error("trap: {0}")]
+    Trap(String),
+    /// The invocation ran past its deadline.
+    #[error("deadline of {0} exceeded")]
+    Deadline(String),
+    /// The guest asked for more memory than its limit.
+    #[error("{0}")]
+    MemoryLimit(String),
+    /// Too many host calls or bytes passed.
+    #[error("{0}")]
+    HostLimit(String),
+    /// The instance could not be created.
+    #[error("cannot instantiate: {0}")]
+    Instantiate(String),
+    /// The tick's state could not be committed.
+    #[error("state store: {0}")]
+    State(String),
+}
+
+/// Why a configuration was not accepted.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ValidateError {
+    /// The policy refused it; its own message.
+    #[error("{0}")]
+    Rejected(String),
+    /// The check itself failed.
+    #[error("validate-config failed: {0}")]
+    Failed(#[source] InvocationError),
+}
+
+/// Which guest stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestStream {
+    /// WASI stdout.
+    Stdout,
+    /// WASI stderr.
+    Stderr,
+    /// `log` at debug.
+    Debug,
+    /// `log` at info.
+    Info,
+    /// `log` at warn.
+    Warn,
+    /// `log` at error.
+    Error,
+}
+
+/// One line the guest printed or logged; each also goes to the host log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuestLine {
+    /// Where it came from.
+    pub stream: GuestStream,
+    /// The text.
+    pub message: String,
+}
+
+/// What one tick invocation did: its result, what it asked for, what it used.
+pub struct Invocation {
+    /// Ok, or why the tick failed.
+    pub result: Result<(), InvocationError>,
+    /// Recorded intents; apply them only if `result` is Ok.
+    pub intents: Vec<Intent>,
+    /// Staged state writes; commit them only if `result` is Ok.
+    pub state: StagedState,
+    /// Guest output and log lines.
+    pub logs: Vec<GuestLine>,
+    /// Host calls made.
+    pub host_calls: u32,
+    /// Wall time of instantiation and call.
+    pub elapsed: Duration,
+}
+
+/// A policy component, compiled once and pre-linked.
+///
+/// Compilation and import resolution happen once per plugin digest, here; every invocation
+/// ([`tick`](Self::tick), [`validate_config`](Self::validate_config)) instantiates the cached
+/// `InstancePre` into a **fresh `Store`**, so guest memory never survives a call and a trap
+/// (which poisons its store) costs only that call. Cheap to share: clone the `Arc`.
+pub struct CompiledPolicy {
+    digest: String,
+    size: usize,
+    imports: Vec<String>,
+    pre: PolicyPre<Sandbox>,
+    engine: wasmtime::Engine,
+}
+
+impl CompiledPolicy {
+    pub(super) fn compile(engine: &PolicyEngine, bytes: &[u8]) -> Result<Self, CompileError> {
+        if !bytes.starts_with(b"\0asm") || bytes.len() < 8 {
+            return Err(CompileError::NotWasm);
+        }
+        // Core modules carry version 1, layer 0; components a different version and layer 1.
+        if bytes[4..8] == [1, 0, 0, 0] {
+            return Err(CompileError::CoreModule);
+        }
+        let component = Component::new(engine.engine(), bytes)
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        Self::from_component(engine, component, digest_of(bytes), bytes.len())
+    }
+
+    /// Wraps an already compiled (or deserialized) component, checking it against the world.
+    pub fn from_component(
+        engine: &PolicyEngine,
+        component: Component,
+        digest: String,
+        size: usize,
+    ) -> Result<Self, CompileError> {
+        let ty = component.component_type();
+        let imports = ty
+            .imports(engine.engine())
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let exports: Vec<String> = ty
+            .exports(engine.engine())
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        for needed in ["tick", "validate-config"] {
+            if !exports.iter().any(|e| e == needed) {
+                return Err(CompileError::WrongWorld(format!(
+                    "it does not export `{needed}`"
+                )));
+            }
+        }
+        let instance_pre = engine
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| CompileError::WrongWorld(one_line(&e)))?;
+        let pre =
+            PolicyPre::new(instance_pre).map_err(|e| CompileError::WrongWorld(one_line(&e)))?;
+        Ok(CompiledPolicy {
+            digest,
+            size,
+            imports,
+            pre,
+            engine: engine.engine().clone(),
+        })
+    }
+
+    /// `sha256:<hex>` of the component's bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Size of the component's bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The component's imports (interfaces of the world, and WASI where a runtime needs it).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    /// Runs the policy's `validate-config` on `config` in a fresh sandbox with no cluster access.
+    pub fn validate_config(
+        &self,
+        config: &str,
+        limits: Limits,
+        tenant: Arc<str>,
+        binding: Arc<str>,
+        now: TimestampMs,
+        state: StagedState,
+    ) -> Result<(), ValidateError> {
+        let sandbox = Sandbox::new(tenant, binding, now, limits, None, state);
+        let (result, _) = self.invoke(sandbox, config, |policy, store, config| {
+            policy.call_validate_config(store, config)
+        });
+        result.map_err(|e| match e {
+            InvocationError::Policy(message) => ValidateError::Rejected(message),
+            other => ValidateError::Failed(other),
+        })
+    }
+
+    /// Runs one tick in a fresh sandbox. Nothing is applied here: the caller applies the returned
+    /// intents and commits the staged state only if the result is Ok.
+    pub fn tick(
+        &self,
+        config: &str,
+        limits: Limits,
+        tenant: Arc<str>,
+        binding: Arc<str>,
+        now: TimestampMs,
+        access: Access,
+        state: StagedState,
+    ) -> Invocation {
+        let started = Instant::now();
+        let sandbox = Sandbox::new(tenant, binding, now, limits, Some(access), state);
+        let (result, sandbox) = self.invoke(sandbox, config, |policy, store, config| {
+            policy.call_tick(store, config)
+        });
+        Invocation {
+            result,
+            intents: sandbox.intents,
+            state: sandbox.state,
+            logs: sandbox.logs,
+            host_calls: sandbox.host_calls,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    fn invoke(
+        &self,
+        mut sandbox: Sandbox,
+        config: &str,
+        call: impl FnOnce(&Policy, &mut Store<Sandbox>, &str) -> wasmtime::Result<Result<(), String>>,
+    ) -> (Result<(), InvocationError>, Sandbox) {
+        let limits = sandbox.limits;
+        sandbox.bytes = config.len() as u64;
+        let mut store = Store::new(&self.engine, sandbox);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(deadline_ticks(limits.deadline));
+        store.epoch_deadline_trap();
+        let result = match self.pre.instantiate(&mut store) {
+            Ok(policy) => match call(&policy, &mut store, config) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(message)) => Err(InvocationError::Policy(message)),
+                Err(error) => Err(classify(&error, store.data(), limits)),
+            },
+            Err(error) if store.data().memory.exceeded => {
+                Err(classify(&error, store.data(), limits))
+            }
+            Err(error) => Err(InvocationError::Instantiate(one_line(&error))),
+        };
+        let mut sandbox = store.into_data();
+        sandbox.collect_output();
+        (result, sandbox)
+    }
+}
+
+impl Sandbox {
+    /// Moves captured stdout/stderr into the log lines and the host log.
+    fn collect_output(&mut self) {
+        for (stream, pipe) in [
+            (GuestStream::Stdout, &self.stdout),
+            (GuestStream::Stderr, &self.stderr),
+        ] {
+            let bytes = pipe.contents();
+            for line in String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter(|l| !l.is_empty())
+            {
+                tracing::info!(target: "scalehost::guest", tenant = %self.tenant, binding = %self.binding, ?stream, "{line}");
+                self.logs.push(GuestLine {
+                    stream,
+                    message: line.to_owned(),
+                });
+            }
+        }
+    }
+}
+
+fn classify(error: &wasmtime::Error, sandbox: &Sandbox, limits: Limits) -> InvocationError {
+    if let Some(why) = &sandbox.limit_exceeded {
+        return InvocationError::HostLimit(why.clone());
+    }
+    if sandbox.memory.exceeded {
+        return InvocationError::MemoryLimit(format!(
+            "memory limit of {} bytes exceeded",
+            limits.memory_bytes
+        ));
+    }
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => {
+            InvocationError::Deadline(crate::duration::format(limits.deadline))
+        }
+        Some(trap) => InvocationError::Trap(trap.to_string()),
+        None => InvocationError::Trap(one_line(error)),
+    }
+}
+
+/// An error and its causes on one line.
+fn one_line(error: &wasmtime::Error) -> String {
+    format!("{error:#}").replace('\n', " ")
+}
+
+/// `sha256:<hex>` of bytes: a plugin's identity.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}

@@ -1,0 +1,232 @@
+//! The store data of one invocation: what the policy may reach, what it asked for, what it used.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, format_err};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::Limits;
+use crate::backends::Cluster;
+use crate::model::{PowerState, ScaleChange, TimestampMs, WorkloadRef};
+use crate::state::StateStore;
+use crate::tick::Scope;
+
+/// Captured guest output per stream; more is dropped (the guest sees a closed stream).
+const OUTPUT_CAPACITY: usize = 64 << 10;
+
+/// The cluster and the grants a ticking policy reads and acts through. Absent while a config is
+/// being validated: then every read is refused and no intent may be recorded.
+#[derive(Clone)]
+pub struct Access {
+    /// The backend.
+    pub cluster: Arc<dyn Cluster>,
+    /// What the binding may read and act on.
+    pub scope: Arc<Scope>,
+}
+
+/// An actuation call recorded during a tick, applied only if the tick succeeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Intent {
+    /// Scale a target.
+    Scale {
+        /// The target.
+        target: WorkloadRef,
+        /// As the policy asked.
+        change: ScaleChange,
+        /// Replicas this intent asks for, after composing with earlier intents of the tick.
+        requested: u32,
+        /// The policy's reason.
+        reason: String,
+    },
+    /// Power a pool VM on or off.
+    Power {
+        /// The pool.
+        pool: String,
+        /// The VM.
+        vm_id: String,
+        /// On or off.
+        state: PowerState,
+        /// The policy's reason.
+        reason: String,
+    },
+}
+
+/// Per-binding state as one invocation sees it: the store underneath, writes staged on top.
+pub struct StagedState {
+    store: Arc<StateStore>,
+    namespace: String,
+    writes: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl StagedState {
+    /// Stages over the state of `namespace` (tenant and binding) in `store`.
+    pub fn new(store: Arc<StateStore>, namespace: String) -> Self {
+        StagedState {
+            store,
+            namespace,
+            writes: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::state::StateError> {
+        match self.writes.get(key) {
+            Some(staged) => Ok(staged.clone()),
+            None => self.store.get(&self.namespace, key),
+        }
+    }
+
+    pub(crate) fn set(&mut self, key: String, value: Vec<u8>) {
+        self.writes.insert(key, Some(value));
+    }
+
+    pub(crate) fn delete(&mut self, key: String) {
+        self.writes.insert(key, None);
+    }
+
+    /// Writes the staged changes in one transaction.
+    pub fn commit(self) -> Result<usize, crate::state::StateError> {
+        let count = self.writes.len();
+        if count > 0 {
+            self.store.apply(&self.namespace, self.writes)?;
+        }
+        Ok(count)
+    }
+}
+
+/// Caps an instance's linear memory and table growth.
+pub(crate) struct MemoryCap {
+    limit: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Err(format_err!(
+                "memory limit of {} bytes exceeded (asked for {desired})",
+                self.limit
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Store data of one invocation, fresh each time: an empty WASI, the policy's grants, its staged
+/// intents and state writes, and the counters its limits are checked against.
+pub struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) memory: MemoryCap,
+    pub(crate) limits: Limits,
+    pub(crate) host_calls: u32,
+    pub(crate) bytes: u64,
+    /// Set when a host limit ended the invocation.
+    pub(crate) limit_exceeded: Option<String>,
+    pub(crate) tenant: Arc<str>,
+    pub(crate) binding: Arc<str>,
+    pub(crate) now: TimestampMs,
+    pub(crate) access: Option<Access>,
+    pub(crate) state: StagedState,
+    pub(crate) intents: Vec<Intent>,
+    pub(crate) logs: Vec<super::GuestLine>,
+}
+
+impl Sandbox {
+    /// A sandbox for one invocation at host time `now`.
+    pub fn new(
+        tenant: Arc<str>,
+        binding: Arc<str>,
+        now: TimestampMs,
+        limits: Limits,
+        access: Option<Access>,
+        state: StagedState,
+    ) -> Self {
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        // No preopens, no sockets, no environment, no arguments: WASI is linked only so that
+        // components built by language runtimes load. Its clocks are left as wasmtime provides
+        // them; policies are told to use `clock.now` (the only time that is virtual in backtests).
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Sandbox {
+            wasi,
+            table: ResourceTable::new(),
+            stdout,
+            stderr,
+            memory: MemoryCap {
+                limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+                exceeded: false,
+            },
+            limits,
+            host_calls: 0,
+            bytes: 0,
+            limit_exceeded: None,
+            tenant,
+            binding,
+            now,
+            access,
+            state,
+            intents: Vec::new(),
+            logs: Vec::new(),
+        }
+    }
+
+    /// Counts one host call moving `bytes` across the boundary; traps past the limits.
+    pub(crate) fn charge(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        self.host_calls += 1;
+        self.bytes += bytes as u64;
+        if self.host_calls > self.limits.max_host_calls {
+            let why = format!(
+                "host-call limit of {} per invocation exceeded",
+                self.limits.max_host_calls
+            );
+            self.limit_exceeded = Some(why.clone());
+            return Err(format_err!(why));
+        }
+        if self.bytes > self.limits.max_bytes {
+            let why = format!(
+                "limit of {} bytes passed per invocation exceeded",
+                self.limits.max_bytes
+            );
+            self.limit_exceeded = Some(why.clone());
+            return Err(format_err!(why));
+        }
+        Ok(())
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

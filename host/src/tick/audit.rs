@@ -1,0 +1,201 @@
+//! The audit trail: one record per tick (what was asked, what the rails changed, what happened).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::guard::Adjustment;
+use crate::model::{PowerState, TimestampMs, WorkloadRef};
+use crate::runtime::{Intent, InvocationError};
+
+/// How a tick ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The policy returned Ok; its intents went through the rails.
+    Ok,
+    /// Nothing of the tick was applied.
+    Failed {
+        /// Why.
+        error: InvocationError,
+    },
+}
+
+/// One change the host made (or tried to) after a tick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    /// A target's replicas.
+    Scale {
+        /// The target.
+        target: WorkloadRef,
+        /// Replicas before.
+        current: u32,
+        /// What the policy (or the fallback) asked for.
+        requested: u32,
+        /// What the rails let through and the host applied.
+        applied: u32,
+        /// Each rail that changed the value.
+        adjustments: Vec<Adjustment>,
+        /// The backend's error, if applying failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A pool VM's power.
+    Power {
+        /// The pool.
+        pool: String,
+        /// The VM.
+        vm_id: String,
+        /// The state asked for.
+        state: PowerState,
+        /// The backend's error, if applying failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+impl Action {
+    /// Whether this action changed something in the cluster.
+    pub fn changed(&self) -> bool {
+        match self {
+            Action::Scale {
+                current,
+                applied,
+                error,
+                ..
+            } => error.is_none() && current != applied,
+            Action::Power { error, .. } => error.is_none(),
+        }
+    }
+}
+
+/// The audit record of one tick.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// Sequence number, increasing within the process.
+    pub seq: u64,
+    /// Host time of the tick.
+    pub at: TimestampMs,
+    /// Tenant.
+    pub tenant: String,
+    /// Binding.
+    pub binding: String,
+    /// The plugin digest that ran.
+    pub plugin: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What the policy asked for (also on failure: recorded, not applied).
+    pub intents: Vec<Intent>,
+    /// What the host did.
+    pub actions: Vec<Action>,
+    /// The fallback applied after too many failures, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// State keys written (0 on failure: writes are discarded).
+    pub state_writes: usize,
+    /// Host calls made.
+    pub host_calls: u32,
+    /// Wall time of the invocation, µs.
+    pub elapsed_us: u64,
+    /// Failures in a row, this one included.
+    pub consecutive_failures: u32,
+}
+
+/// Where audit records go: a bounded in-memory window, an optional JSON-lines file, and
+/// subscribers.
+pub struct AuditLog {
+    seq: AtomicU64,
+    recent: Mutex<VecDeque<AuditRecord>>,
+    capacity: usize,
+    file: Option<Mutex<BufWriter<File>>>,
+    subscribers: broadcast::Sender<AuditRecord>,
+}
+
+/// Why the audit file could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the audit log {path}")]
+pub struct AuditError {
+    path: String,
+    #[source]
+    source: std::io::Error,
+}
+
+impl AuditLog {
+    /// Keeps the last `capacity` records in memory only.
+    pub fn in_memory(capacity: usize) -> Self {
+        let (subscribers, _) = broadcast::channel(1024);
+        AuditLog {
+            seq: AtomicU64::new(0),
+            recent: Mutex::new(VecDeque::new()),
+            capacity,
+            file: None,
+            subscribers,
+        }
+    }
+
+    /// Also appends every record as one JSON line to `path`.
+    pub fn with_file(capacity: usize, path: &Path) -> Result<Self, AuditError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| AuditError {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(AuditLog {
+            file: Some(Mutex::new(BufWriter::new(file))),
+            ..Self::in_memory(capacity)
+        })
+    }
+
+    /// The next sequence number.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Records one tick.
+    pub fn append(&self, record: &AuditRecord) {
+        if let Some(file) = &self.file {
+            let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+            let written = serde_json::to_writer(&mut *file, record)
+                .map_err(std::io::Error::from)
+                .and_then(|()| file.write_all(b"\n"))
+                .and_then(|()| file.flush());
+            if let Err(error) = written {
+                tracing::error!(%error, "cannot write the audit log");
+            }
+        }
+        if self.capacity > 0 {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.push_back(record.clone());
+            while recent.len() > self.capacity {
+                recent.pop_front();
+            }
+        }
+        // No subscriber is fine.
+        let _ = self.subscribers.send(record.clone());
+    }
+
+    /// The records kept in memory, oldest first.
+    pub fn recent(&self) -> Vec<AuditRecord> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Receives every record appended from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<AuditRecord> {
+        self.subscribers.subscribe()
+    }
+}

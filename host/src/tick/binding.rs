@@ -1,0 +1,203 @@
+//! A binding: a tenant's policy, its config, targets, rails, limits and fallback.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::guard::{RailHistory, Rails};
+use super::scope::Scope;
+use crate::model::{TimestampMs, WorkloadKind, WorkloadRef};
+use crate::runtime::{CompiledPolicy, Limits};
+
+/// A binding as configured (`[[bindings]]` in the config file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingSpec {
+    /// The tenant that owns it.
+    pub tenant: String,
+    /// Its name, unique within the tenant.
+    pub name: String,
+    /// The plugin component (`.wasm`), relative to the config file's folder.
+    pub plugin: PathBuf,
+    /// Time between ticks (default 15 s).
+    #[serde(default = "default_interval", with = "crate::duration")]
+    pub interval: Duration,
+    /// The policy's configuration, handed to it as JSON.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// Workloads it may scale, each with its guard rails.
+    #[serde(default)]
+    pub targets: Vec<TargetSpec>,
+    /// VM pools it may power.
+    #[serde(default)]
+    pub vm_pools: Vec<String>,
+    /// Sandbox limits of each invocation.
+    #[serde(default)]
+    pub limits: Limits,
+    /// What happens after repeated failures.
+    #[serde(default)]
+    pub fallback: FallbackSpec,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// A target workload and its guard rails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Deployment (default) or stateful-set.
+    #[serde(default)]
+    pub kind: WorkloadKind,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Never fewer replicas (default 1).
+    #[serde(default = "one")]
+    pub min_replicas: u32,
+    /// Never more replicas.
+    pub max_replicas: u32,
+    /// At most this many added per tick.
+    #[serde(default)]
+    pub max_step_up: Option<u32>,
+    /// At most this many removed per tick.
+    #[serde(default)]
+    pub max_step_down: Option<u32>,
+    /// No scale-up within this long of the last change (default 0s).
+    #[serde(default = "zero", with = "crate::duration")]
+    pub cooldown_up: Duration,
+    /// No scale-down within this long of the last change (default 0s).
+    #[serde(default = "zero", with = "crate::duration")]
+    pub cooldown_down: Duration,
+    /// Scale down only to the highest recommendation within this window (default 0s: off).
+    #[serde(default = "zero", with = "crate::duration")]
+    pub stabilization_down: Duration,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn zero() -> Duration {
+    Duration::ZERO
+}
+
+impl TargetSpec {
+    /// The workload.
+    pub fn workload(&self) -> WorkloadRef {
+        WorkloadRef {
+            kind: self.kind,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// Its guard rails.
+    pub fn rails(&self) -> Rails {
+        Rails {
+            min_replicas: self.min_replicas,
+            max_replicas: self.max_replicas,
+            max_step_up: self.max_step_up,
+            max_step_down: self.max_step_down,
+            cooldown_up: self.cooldown_up,
+            cooldown_down: self.cooldown_down,
+            stabilization_down: self.stabilization_down,
+        }
+    }
+}
+
+/// When and how a failing binding falls back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackSpec {
+    /// Consecutive failed ticks before the fallback applies (default 3).
+    #[serde(default = "three")]
+    pub after_failures: u32,
+    /// What it does (default hold).
+    #[serde(default)]
+    pub action: FallbackAction,
+}
+
+impl Default for FallbackSpec {
+    fn default() -> Self {
+        FallbackSpec {
+            after_failures: 3,
+            action: FallbackAction::Hold,
+        }
+    }
+}
+
+fn three() -> u32 {
+    3
+}
+
+/// The fallback of a failing binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FallbackAction {
+    /// Leave every target as it is.
+    #[default]
+    Hold,
+    /// Scale every target to this many replicas (within its min/max).
+    Fixed(u32),
+}
+
+/// How a binding is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Ticks that failed.
+    pub failed_ticks: u64,
+    /// Failures in a row now.
+    pub consecutive_failures: u32,
+    /// True from the fallback until the next successful tick.
+    pub failing: bool,
+    /// The latest failure.
+    pub last_error: Option<String>,
+    /// Host time of the latest tick.
+    pub last_tick_at: Option<TimestampMs>,
+}
+
+/// A binding bound to its compiled policy, with the rails' memory and its health.
+pub struct Binding {
+    /// As configured.
+    pub spec: BindingSpec,
+    /// The compiled plugin.
+    pub policy: Arc<CompiledPolicy>,
+    pub(crate) config_json: String,
+    pub(crate) tenant: Arc<str>,
+    pub(crate) name: Arc<str>,
+    pub(crate) scope: Arc<Scope>,
+    pub(crate) rails: Mutex<HashMap<WorkloadRef, RailHistory>>,
+    pub(crate) health: Mutex<Health>,
+}
+
+impl Binding {
+    /// Tenant name.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Binding name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Health now.
+    pub fn health(&self) -> Health {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}

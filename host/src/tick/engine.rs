@@ -1,0 +1,498 @@
+//! Runs one tick of a binding: invoke, then commit state and apply intents through the rails, or
+//! count the failure and fall back; always leave an audit record.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use super::audit::{Action, AuditLog, AuditRecord, Outcome};
+use super::binding::{Binding, BindingSpec, FallbackAction, Health};
+use super::scope::{Scope, TenantSpec};
+use crate::backends::{Clock, Cluster};
+use crate::model::{BackendError, TimestampMs, WorkloadRef};
+use crate::runtime::{Access, CompiledPolicy, Intent, InvocationError, StagedState, ValidateError};
+use crate::state::{StateStore, namespace};
+
+/// Why a binding was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// No such tenant.
+    #[error("binding {binding}: unknown tenant {tenant:?}")]
+    UnknownTenant {
+        /// The binding.
+        binding: String,
+        /// The tenant named.
+        tenant: String,
+    },
+    /// A target or pool outside the tenant's scope.
+    #[error("binding {binding}: {message}")]
+    OutOfScope {
+        /// The binding.
+        binding: String,
+        /// What is outside.
+        message: String,
+    },
+    /// Another binding already actuates the target.
+    #[error(
+        "binding {binding}: {target} is already a target of binding {owner} (one writer per target)"
+    )]
+    TargetTaken {
+        /// The binding.
+        binding: String,
+        /// The target.
+        target: WorkloadRef,
+        /// The binding that owns it.
+        owner: String,
+    },
+    /// Bad rails, interval or limits.
+    #[error("binding {binding}: {message}")]
+    Invalid {
+        /// The binding.
+        binding: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The policy's `validate-config` refused the config or failed.
+    #[error("binding {binding}: config refused by the policy: {source}")]
+    Config {
+        /// The binding.
+        binding: String,
+        /// The policy's own message.
+        #[source]
+        source: ValidateError,
+    },
+}
+
+/// The tenants and bindings of a host, and the one place a tick is run.
+pub struct TickEngine {
+    cluster: Arc<dyn Cluster>,
+    clock: Arc<dyn Clock>,
+    state: Arc<StateStore>,
+    audit: Arc<AuditLog>,
+    max_memory_bytes: u64,
+    tenants: RwLock<BTreeMap<String, TenantSpec>>,
+    bindings: RwLock<BTreeMap<(String, String), Arc<Binding>>>,
+}
+
+/// Attempts at an actuation call that the backend answers `unavailable`.
+const ACTUATION_ATTEMPTS: u32 = 3;
+
+impl TickEngine {
+    /// An engine acting on `cluster`, reading time from `clock`.
+    pub fn new(
+        cluster: Arc<dyn Cluster>,
+        clock: Arc<dyn Clock>,
+        state: Arc<StateStore>,
+        audit: Arc<AuditLog>,
+        max_memory_bytes: u64,
+    ) -> Self {
+        TickEngine {
+            cluster,
+            clock,
+            state,
+            audit,
+            max_memory_bytes,
+            tenants: RwLock::default(),
+            bindings: RwLock::default(),
+        }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
+    /// The state store.
+    pub fn state(&self) -> &Arc<StateStore> {
+        &self.state
+    }
+
+    /// Adds or replaces a tenant.
+    pub fn add_tenant(&self, tenant: TenantSpec) {
+        self.tenants
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.name.clone(), tenant);
+    }
+
+    /// The binding `tenant/name`.
+    pub fn binding(&self, tenant: &str, name: &str) -> Option<Arc<Binding>> {
+        let bindings = self.bindings.read().unwrap_or_else(|p| p.into_inner());
+        bindings.get(&(tenant.to_owned(), name.to_owned())).cloned()
+    }
+
+    /// Every binding, by tenant and name.
+    pub fn bindings(&self) -> Vec<Arc<Binding>> {
+        self.bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Checks a binding (scope, one writer per target, rails, limits, and the config through the
+    /// policy's own `validate-config`) and, if all holds, installs it, replacing a binding of the
+    /// same name. Its state and rail memory carry over a replacement.
+    pub fn bind(
+        &self,
+        spec: BindingSpec,
+        policy: Arc<CompiledPolicy>,
+    ) -> Result<Arc<Binding>, BindError> {
+        let id = format!("{}/{}", spec.tenant, spec.name);
+        let invalid = |message: String| BindError::Invalid {
+            binding: id.clone(),
+            message,
+        };
+        let tenant = self
+            .tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&spec.tenant)
+            .cloned()
+            .ok_or_else(|| BindError::UnknownTenant {
+                binding: id.clone(),
+                tenant: spec.tenant.clone(),
+            })?;
+        if spec.interval < Duration::from_millis(10) {
+            return Err(invalid("interval must be at least 10ms".into()));
+        }
+        if spec.limits.memory_bytes > self.max_memory_bytes {
+            return Err(invalid(format!(
+                "limits.memory_bytes {} exceeds the engine's max_memory_bytes {}",
+                spec.limits.memory_bytes, self.max_memory_bytes
+            )));
+        }
+        if spec.limits.deadline.is_zero() {
+            return Err(invalid("limits.deadline must be > 0".into()));
+        }
+        let scope = Scope {
+            tenant: tenant.clone(),
+            targets: spec.targets.iter().map(|t| t.workload()).collect(),
+            pools: spec.vm_pools.clone(),
+        };
+        for (i, target) in spec.targets.iter().enumerate() {
+            let workload = target.workload();
+            scope
+                .check_read(&workload)
+                .map_err(|e| BindError::OutOfScope {
+                    binding: id.clone(),
+                    message: e.to_string(),
+                })?;
+            if target.min_replicas > target.max_replicas {
+                return Err(invalid(format!(
+                    "{workload}: min_replicas {} > max_replicas {}",
+                    target.min_replicas, target.max_replicas
+                )));
+            }
+            if spec.targets[..i].iter().any(|t| t.workload() == workload) {
+                return Err(invalid(format!("{workload} is listed twice")));
+            }
+        }
+        for pool in &spec.vm_pools {
+            scope.check_pool(pool).map_err(|e| BindError::OutOfScope {
+                binding: id.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let key = (spec.tenant.clone(), spec.name.clone());
+        {
+            let bindings = self.bindings.read().unwrap_or_else(|p| p.into_inner());
+            for (other_key, other) in bindings.iter().filter(|(k, _)| **k != key) {
+                if let Some(target) = scope
+                    .targets
+                    .iter()
+                    .find(|t| other.scope.targets.contains(t))
+                {
+                    return Err(BindError::TargetTaken {
+                        binding: id,
+                        target: target.clone(),
+                        owner: format!("{}/{}", other_key.0, other_key.1),
+                    });
+                }
+                if let Some(pool) = scope.pools.iter().find(|p| other.scope.pools.contains(p)) {
+                    return Err(invalid(format!(
+                        "vm pool {pool} is already powered by binding {}/{}",
+                        other_key.0, other_key.1
+                    )));
+                }
+            }
+        }
+        let config_json = spec.config.to_string();
+        let (tenant_name, name): (Arc<str>, Arc<str>) =
+            (spec.tenant.as_str().into(), spec.name.as_str().into());
+        let staged = StagedState::new(self.state.clone(), namespace(&spec.tenant, &spec.name));
+        policy
+            .validate_config(
+                &config_json,
+                spec.limits,
+                tenant_name.clone(),
+                name.clone(),
+                self.clock.now_ms(),
+                staged,
+            )
+            .map_err(|source| BindError::Config {
+                binding: id.clone(),
+                source,
+            })?;
+        let mut bindings = self.bindings.write().unwrap_or_else(|p| p.into_inner());
+        let (rails, health) = match bindings.get(&key) {
+            Some(old) => (
+                old.rails.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                old.health.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            ),
+            None => (HashMap::new(), Health::default()),
+        };
+        let binding = Arc::new(Binding {
+            spec,
+            policy,
+            config_json,
+            tenant: tenant_name,
+            name,
+            scope: Arc::new(scope),
+            rails: Mutex::new(rails),
+            health: Mutex::new(health),
+        });
+        bindings.insert(key, binding.clone());
+        Ok(binding)
+    }
+
+    /// Removes a binding; its state stays in the store.
+    pub fn unbind(&self, tenant: &str, name: &str) -> Option<Arc<Binding>> {
+        self.bindings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(tenant.to_owned(), name.to_owned()))
+    }
+
+    /// Runs one tick of `binding` now, blocking: invoke the policy in a fresh sandbox; on Ok commit
+    /// its state and apply its intents through the rails; on failure apply nothing, count it, and
+    /// fall back once failures reach the threshold. Returns (and logs) the audit record.
+    pub fn tick(&self, binding: &Binding) -> AuditRecord {
+        let now = self.clock.now_ms();
+        let access = Access {
+            cluster: self.cluster.clone(),
+            scope: binding.scope.clone(),
+        };
+        let staged = StagedState::new(
+            self.state.clone(),
+            namespace(&binding.tenant, &binding.name),
+        );
+        let invocation = binding.policy.tick(
+            &binding.config_json,
+            binding.spec.limits,
+            binding.tenant.clone(),
+            binding.name.clone(),
+            now,
+            access,
+            staged,
+        );
+        let mut record = AuditRecord {
+            seq: self.audit.next_seq(),
+            at: now,
+            tenant: binding.tenant.to_string(),
+            binding: binding.name.to_string(),
+            plugin: binding.policy.digest().to_owned(),
+            outcome: Outcome::Ok,
+            intents: invocation.intents,
+            actions: Vec::new(),
+            fallback: None,
+            state_writes: 0,
+            host_calls: invocation.host_calls,
+            elapsed_us: invocation.elapsed.as_micros() as u64,
+            consecutive_failures: 0,
+        };
+        let state = invocation.state;
+        let result = invocation.result.and_then(|()| {
+            state
+                .commit()
+                .map_err(|e| InvocationError::State(format!("{e}: {}", source_chain(&e))))
+        });
+        let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.ticks += 1;
+        health.last_tick_at = Some(now);
+        match result {
+            Ok(writes) => {
+                record.state_writes = writes;
+                health.consecutive_failures = 0;
+                health.failing = false;
+                drop(health);
+                record.actions = self.apply_intents(binding, &record.intents, now);
+            }
+            Err(error) => {
+                health.failed_ticks += 1;
+                health.consecutive_failures += 1;
+                health.last_error = Some(error.to_string());
+                record.consecutive_failures = health.consecutive_failures;
+                let fallback = binding.spec.fallback;
+                if health.consecutive_failures >= fallback.after_failures {
+                    health.failing = true;
+                    drop(health);
+                    tracing::warn!(tenant = %binding.tenant, binding = %binding.name, %error, "binding failing, fallback applies");
+                    record.fallback = Some(match fallback.action {
+                        FallbackAction::Hold => "hold".to_owned(),
+                        FallbackAction::Fixed(n) => format!("fixed {n}"),
+                    });
+                    if let FallbackAction::Fixed(n) = fallback.action {
+                        record.actions = self.apply_fallback(binding, n, now);
+                    }
+                } else {
+                    drop(health);
+                    tracing::info!(tenant = %binding.tenant, binding = %binding.name, %error, "tick failed, nothing applied");
+                }
+                record.outcome = Outcome::Failed { error };
+            }
+        }
+        self.audit.append(&record);
+        record
+    }
+
+    fn apply_intents(
+        &self,
+        binding: &Binding,
+        intents: &[Intent],
+        now: TimestampMs,
+    ) -> Vec<Action> {
+        // Per target, the last intent holds the composed request.
+        let mut requests: Vec<(&WorkloadRef, u32)> = Vec::new();
+        for intent in intents {
+            if let Intent::Scale {
+                target, requested, ..
+            } = intent
+            {
+                match requests.iter_mut().find(|(t, _)| *t == target) {
+                    Some(entry) => entry.1 = *requested,
+                    None => requests.push((target, *requested)),
+                }
+            }
+        }
+        let mut actions: Vec<Action> = requests
+            .into_iter()
+            .map(|(target, requested)| self.scale(binding, target, requested, now, true))
+            .collect();
+        for intent in intents {
+            if let Intent::Power {
+                pool, vm_id, state, ..
+            } = intent
+            {
+                let error = retry(|| self.cluster.set_power(pool, vm_id, *state))
+                    .err()
+                    .map(|e| e.to_string());
+                actions.push(Action::Power {
+                    pool: pool.clone(),
+                    vm_id: vm_id.clone(),
+                    state: *state,
+                    error,
+                });
+            }
+        }
+        actions
+    }
+
+    fn apply_fallback(&self, binding: &Binding, replicas: u32, now: TimestampMs) -> Vec<Action> {
+        binding
+            .spec
+            .targets
+            .iter()
+            .map(|t| self.scale(binding, &t.workload(), replicas, now, false))
+            .collect()
+    }
+
+    /// Scales one target; `with_rails` applies every rail, otherwise only min/max.
+    fn scale(
+        &self,
+        binding: &Binding,
+        target: &WorkloadRef,
+        requested: u32,
+        now: TimestampMs,
+        with_rails: bool,
+    ) -> Action {
+        let Some(spec) = binding
+            .spec
+            .targets
+            .iter()
+            .find(|t| t.workload() == *target)
+        else {
+            // Scope checks at intent time make this unreachable; refuse rather than act.
+            return Action::Scale {
+                target: target.clone(),
+                current: 0,
+                requested,
+                applied: 0,
+                adjustments: Vec::new(),
+                error: Some("not a target of this binding".into()),
+            };
+        };
+        let rails = if with_rails {
+            spec.rails()
+        } else {
+            super::guard::Rails::bounds(spec.min_replicas, spec.max_replicas)
+        };
+        let current = match retry(|| self.cluster.workload(target)) {
+            Ok(status) => status.replicas,
+            Err(e) => {
+                return Action::Scale {
+                    target: target.clone(),
+                    current: 0,
+                    requested,
+                    applied: 0,
+                    adjustments: Vec::new(),
+                    error: Some(e.to_string()),
+                };
+            }
+        };
+        let mut histories = binding.rails.lock().unwrap_or_else(|p| p.into_inner());
+        let history = histories.entry(target.clone()).or_default();
+        let verdict = rails.judge(history, current, requested, now);
+        let bounded = requested.clamp(spec.min_replicas, spec.max_replicas);
+        let error = if verdict.replicas != current {
+            retry(|| self.cluster.scale(target, verdict.replicas))
+                .err()
+                .map(|e| e.to_string())
+        } else {
+            None
+        };
+        history.record(
+            now,
+            bounded,
+            error.is_none() && verdict.replicas != current,
+            spec.stabilization_down,
+        );
+        Action::Scale {
+            target: target.clone(),
+            current,
+            requested,
+            applied: if error.is_none() {
+                verdict.replicas
+            } else {
+                current
+            },
+            adjustments: verdict.adjustments,
+            error,
+        }
+    }
+}
+
+/// Retries a backend call that answered `unavailable`, with a short backoff.
+fn retry<T>(mut call: impl FnMut() -> Result<T, BackendError>) -> Result<T, BackendError> {
+    let mut attempt = 1;
+    loop {
+        match call() {
+            Err(BackendError::Unavailable(_)) if attempt < ACTUATION_ATTEMPTS => {
+                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push(e.to_string());
+        source = e.source();
+    }
+    out.join(": ")
+}

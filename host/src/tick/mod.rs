@@ -1,0 +1,18 @@
+//! The tick engine: bindings, scope, guard rails, fallback, audit, and scheduling.
+//!
+//! Start with [`TickEngine::tick`], the one place a tick runs; [`Scheduler`] calls it on time,
+//! the demo and backtests call it in virtual time.
+
+mod audit;
+mod binding;
+mod engine;
+mod guard;
+mod scheduler;
+mod scope;
+
+pub use audit::{Action, AuditError, AuditLog, AuditRecord, Outcome};
+pub use binding::{Binding, BindingSpec, FallbackAction, FallbackSpec, Health, TargetSpec};
+pub use engine::{BindError, TickEngine};
+pub use guard::{Adjustment, RailHistory, Rails, Verdict};
+pub use scheduler::Scheduler;
+pub use scope::{Scope, TenantSpec};

@@ -1,0 +1,90 @@
+//! Schedules each binding's ticks on tokio: a jittered phase, a fixed interval, one tick at a
+//! time per binding, each on a blocking thread so a slow policy delays nothing else.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::engine::TickEngine;
+
+/// Runs every binding's ticks until shut down; a tick in flight at shutdown finishes first.
+pub struct Scheduler {
+    engine: Arc<TickEngine>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Scheduler {
+    /// A scheduler for the bindings of `engine`.
+    pub fn new(engine: Arc<TickEngine>) -> Self {
+        let (shutdown, _) = watch::channel(false);
+        Scheduler {
+            engine,
+            shutdown,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Starts ticking `tenant/name`. The task looks the binding up before every tick, so a
+    /// replaced binding runs its new version from its next tick on, and a removed one stops.
+    pub fn start(&mut self, tenant: &str, name: &str) {
+        let engine = self.engine.clone();
+        let mut shutdown = self.shutdown.subscribe();
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.tasks.spawn(async move {
+            let Some(first) = engine.binding(&tenant, &name) else {
+                return;
+            };
+            let interval = first.spec.interval;
+            // Spread bindings over their interval so they do not all tick at once.
+            let phase = jitter(&tenant, &name, interval);
+            let mut ticker = tokio::time::interval_at(Instant::now() + phase, interval);
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = shutdown.changed() => break,
+                }
+                let Some(binding) = engine.binding(&tenant, &name) else {
+                    break;
+                };
+                if binding.spec.interval != ticker.period() {
+                    ticker = tokio::time::interval(binding.spec.interval);
+                    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    ticker.tick().await;
+                }
+                let engine = engine.clone();
+                let tick = tokio::task::spawn_blocking(move || engine.tick(&binding));
+                if let Err(error) = tick.await {
+                    tracing::error!(%tenant, binding = %name, %error, "tick task failed");
+                }
+            }
+        });
+    }
+
+    /// Starts every binding of the engine.
+    pub fn start_all(&mut self) {
+        for binding in self.engine.bindings() {
+            self.start(binding.tenant(), binding.name());
+        }
+    }
+
+    /// Stops scheduling and waits for ticks in flight to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// A phase in `[0, min(interval, 1 s))`, different per binding and per process.
+fn jitter(tenant: &str, name: &str, interval: Duration) -> Duration {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write(tenant.as_bytes());
+    hasher.write(name.as_bytes());
+    let span = interval.min(Duration::from_secs(1)).as_micros().max(1) as u64;
+    Duration::from_micros(hasher.finish() % span)
+}

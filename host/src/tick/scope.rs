@@ -1,0 +1,85 @@
+//! What a binding may read and act on: its tenant's grants and its own targets and pools.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{BackendError, WorkloadRef};
+
+/// A tenant and what it is granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    /// Tenant name.
+    pub name: String,
+    /// Namespaces whose workloads it may read and scale.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// VM pools it may list and power.
+    #[serde(default)]
+    pub vm_pools: Vec<String>,
+}
+
+/// The grants of one binding, checked by the host on every call (never by the backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The tenant's grants.
+    pub tenant: TenantSpec,
+    /// Workloads this binding may scale (its targets; one writer each).
+    pub targets: Vec<WorkloadRef>,
+    /// Pools this binding may power.
+    pub pools: Vec<String>,
+}
+
+impl Scope {
+    /// Reading a workload needs its namespace granted to the tenant.
+    pub fn check_read(&self, target: &WorkloadRef) -> Result<(), BackendError> {
+        if self
+            .tenant
+            .namespaces
+            .iter()
+            .any(|ns| *ns == target.namespace)
+        {
+            Ok(())
+        } else {
+            Err(BackendError::Forbidden(format!(
+                "namespace {} is not granted to tenant {}",
+                target.namespace, self.tenant.name
+            )))
+        }
+    }
+
+    /// Scaling needs the workload to be one of the binding's targets.
+    pub fn check_scale(&self, target: &WorkloadRef) -> Result<(), BackendError> {
+        self.check_read(target)?;
+        if self.targets.contains(target) {
+            Ok(())
+        } else {
+            Err(BackendError::Forbidden(format!(
+                "{target} is not a target of this binding"
+            )))
+        }
+    }
+
+    /// Listing a pool needs it granted to the tenant.
+    pub fn check_pool(&self, pool: &str) -> Result<(), BackendError> {
+        if self.tenant.vm_pools.iter().any(|p| p == pool) {
+            Ok(())
+        } else {
+            Err(BackendError::Forbidden(format!(
+                "vm pool {pool} is not granted to tenant {}",
+                self.tenant.name
+            )))
+        }
+    }
+
+    /// Powering needs the pool to be one of the binding's pools.
+    pub fn check_power(&self, pool: &str) -> Result<(), BackendError> {
+        self.check_pool(pool)?;
+        if self.pools.iter().any(|p| p == pool) {
+            Ok(())
+        } else {
+            Err(BackendError::Forbidden(format!(
+                "vm pool {pool} is not a pool of this binding"
+            )))
+        }
+    }
+}
