@@ -218,7 +218,7 @@ fn report(record: &AuditRecord, day_start: TimestampMs, summary: &mut DemoSummar
     );
     if let Outcome::Failed { error } = &record.outcome {
         entry.failed += 1;
-        println!("{clock}  {:<20} tick failed: {error}", record.binding);
+        println!("{clock}  {:<18} tick failed: {error}", record.binding);
     }
     for action in record.actions.iter().filter(|a| a.changed()) {
         entry.changes += 1;
@@ -247,9 +247,10 @@ fn report(record: &AuditRecord, day_start: TimestampMs, summary: &mut DemoSummar
             } else {
                 format!(" [rails: {}]", rails.join(", "))
             };
+            let target = format!("{}/{}", target.namespace, target.name);
             println!(
-                "{clock}  {:<20} {}/{:<10} {:>3} → {:<3} {reason}{rails}",
-                record.binding, target.namespace, target.name, current, applied
+                "{clock}  {:<18} {target:<14} {current:>3} → {applied:<3} {reason}{rails}",
+                record.binding
             );
         }
     }

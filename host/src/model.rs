@@ -21,6 +21,7 @@ pub enum WorkloadKind {
 
 /// Names one scalable workload.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkloadRef {
     /// Deployment or StatefulSet (default deployment).
     #[serde(default)]

@@ -61,6 +61,7 @@ pub enum WorkloadKind {
 /// Names one scalable workload; in JSON `{"kind": "deployment", "namespace": "web", "name": "api"}`
 /// (`kind` defaults to deployment).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkloadRef {
     /// Deployment or StatefulSet.
     #[serde(default)]
@@ -106,7 +107,7 @@ impl From<&WorkloadRef> for w::WorkloadRef {
 }
 
 /// What the cluster reports of one workload now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WorkloadStatus {
     /// Replicas the workload is scaled to.
     pub replicas: u32,

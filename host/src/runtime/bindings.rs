@@ -9,4 +9,4 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use scalehost::policy::{actuation, clock, log, metrics, state, types};
+pub use self::scalehost::policy::{actuation, clock, log, metrics, state, types};

@@ -273,6 +273,59 @@ impl CompiledPolicy {
     }
 }
 
+/// One instance kept alive across calls: for benchmarks measuring the call alone. The tick path
+/// never uses it (it would let guest memory survive a tick).
+pub struct WarmPolicy {
+    store: Store<Sandbox>,
+    policy: Policy,
+}
+
+impl WarmPolicy {
+    /// Calls `tick` again on the same instance, discarding intents and staged state.
+    pub fn call_tick(&mut self, config: &str) -> Result<(), InvocationError> {
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.store.data().limits.deadline));
+        let sandbox = self.store.data_mut();
+        sandbox.host_calls = 0;
+        sandbox.bytes = 0;
+        sandbox.intents.clear();
+        match self.policy.call_tick(&mut self.store, config) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(InvocationError::Policy(message)),
+            Err(error) => Err(InvocationError::Trap(one_line(&error))),
+        }
+    }
+}
+
+impl CompiledPolicy {
+    /// Instantiates once for repeated calls; see [`WarmPolicy`].
+    #[doc(hidden)]
+    pub fn instantiate_warm(
+        &self,
+        limits: Limits,
+        access: Access,
+        state: StagedState,
+    ) -> Result<WarmPolicy, InvocationError> {
+        let sandbox = Sandbox::new(
+            "bench".into(),
+            "bench".into(),
+            0,
+            limits,
+            Some(access),
+            state,
+        );
+        let mut store = Store::new(&self.engine, sandbox);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(deadline_ticks(limits.deadline));
+        store.epoch_deadline_trap();
+        let policy = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| InvocationError::Instantiate(one_line(&e)))?;
+        Ok(WarmPolicy { store, policy })
+    }
+}
+
 impl Sandbox {
     /// Moves captured stdout/stderr into the log lines and the host log.
     fn collect_output(&mut self) {

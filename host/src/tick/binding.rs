@@ -182,6 +182,16 @@ pub struct Binding {
     pub(crate) health: Mutex<Health>,
 }
 
+impl std::fmt::Debug for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binding")
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .field("plugin", &self.policy.digest())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Binding {
     /// Tenant name.
     pub fn tenant(&self) -> &str {

@@ -1,0 +1,131 @@
+//! The `scalehost` binary: `validate` refuses bad plugins in one line; `demo` runs to the end.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use scalehost_test_artifacts as artifacts;
+
+fn scalehost(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scalehost"))
+        .args(args)
+        .output()
+        .expect("scalehost runs")
+}
+
+/// The one line `validate` printed to stderr, after checking it failed.
+fn refusal(args: &[&str]) -> String {
+    let out = scalehost(args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    stderr
+}
+
+#[test]
+fn validate_accepts_a_policy_and_checks_its_config() {
+    let out = scalehost(&[
+        "validate",
+        artifacts::POLICY_FIXTURE,
+        "--config",
+        r#"{"mode":"ok"}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("ok: ")
+            && stdout.contains("sha256:")
+            && stdout.contains("config accepted"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_rejects_each_bad_input_with_a_one_line_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "this is not wasm").expect("writes");
+    let core = dir.path().join("core.wasm");
+    // The smallest valid core module: magic and version 1.
+    std::fs::write(&core, b"\0asm\x01\0\0\0").expect("writes");
+    let missing = dir.path().join("missing.wasm");
+
+    let line = refusal(&["validate", text.to_str().expect("utf-8")]);
+    assert!(line.contains("not a WebAssembly binary"), "{line}");
+    let line = refusal(&["validate", core.to_str().expect("utf-8")]);
+    assert!(
+        line.contains("core WebAssembly module, not a component"),
+        "{line}"
+    );
+    let line = refusal(&["validate", artifacts::OTHER_WORLD]);
+    assert!(
+        line.contains("not a component of world scalehost:policy/policy@0.1.0"),
+        "{line}"
+    );
+    let line = refusal(&[
+        "validate",
+        artifacts::POLICY_FIXTURE,
+        "--config",
+        r#"{"mode":"reject"}"#,
+    ]);
+    assert!(
+        line.contains("config refused: this fixture rejects every config"),
+        "{line}"
+    );
+    let line = refusal(&[
+        "validate",
+        artifacts::POLICY_FIXTURE,
+        "--config",
+        "{not json",
+    ]);
+    assert!(line.contains("config is not JSON"), "{line}");
+    let line = refusal(&["validate", missing.to_str().expect("utf-8")]);
+    assert!(line.contains("cannot read"), "{line}");
+}
+
+#[test]
+fn the_demo_runs_to_the_end_with_decisions_from_every_seed_policy() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let trace = root.join(scalehost::demo::DEFAULT_TRACE);
+    if !trace.is_file() {
+        panic!("the NASA trace is missing at {}", trace.display());
+    }
+    let plugins = tempfile::tempdir().expect("tempdir");
+    for (from, name) in [
+        (artifacts::THRESHOLD_COOLDOWN, "threshold-cooldown"),
+        (
+            artifacts::OPPORTUNISTIC_MINER_FILL,
+            "opportunistic-miner-fill",
+        ),
+        (artifacts::PREDICTIVE_FORECAST, "predictive-forecast"),
+    ] {
+        std::fs::copy(from, plugins.path().join(format!("{name}.wasm"))).expect("copies");
+    }
+    let out = scalehost(&[
+        "demo",
+        "--speed",
+        "0",
+        "--trace",
+        trace.to_str().expect("utf-8"),
+        "--plugins",
+        plugins.path().to_str().expect("utf-8"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for binding in ["frontend-forecast", "api-threshold", "miner-fill"] {
+        let decisions = stdout
+            .lines()
+            .filter(|l| l.contains(binding) && l.contains('→'))
+            .count();
+        assert!(decisions > 0, "no decision from {binding}:\n{stdout}");
+    }
+    assert!(!stdout.contains("tick failed"), "{stdout}");
+    assert!(stdout.contains("SLO-miss minutes"), "a summary is printed");
+}

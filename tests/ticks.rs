@@ -1,0 +1,370 @@
+//! The tick engine end to end: rails, fallback, scope, state across restarts, scheduling.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use scalehost::Host;
+use scalehost::backends::Cluster;
+use scalehost::config::HostConfig;
+use scalehost::model::PowerState;
+use scalehost::runtime::{GuestStream, InvocationError};
+use scalehost::state::StateStore;
+use scalehost::tick::{Action, BindError, FallbackAction, FallbackSpec, Outcome};
+use serde_json::json;
+
+#[test]
+fn guard_rails_clamp_out_of_bounds_intents_and_the_audit_says_so() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let mut rails = target(&api(), 2, 10);
+    rails.max_step_up = Some(3);
+    let spec = fixture_binding(
+        "scale",
+        "scale",
+        json!({ "target": workload_json(&api()), "replicas": 50 }),
+        vec![rails],
+    );
+    let binding = engine.bind(spec, fixture()).expect("binds");
+    let record = engine.tick(&binding);
+    assert_eq!(record.outcome, Outcome::Ok);
+    let Action::Scale {
+        current,
+        requested,
+        applied,
+        adjustments,
+        error,
+        ..
+    } = &record.actions[0]
+    else {
+        panic!("a scale action: {:?}", record.actions)
+    };
+    assert_eq!(
+        (*current, *requested, *applied, error.as_deref()),
+        (4, 50, 7, None)
+    );
+    let said: Vec<_> = adjustments.iter().map(|a| (a.rail, a.from, a.to)).collect();
+    assert_eq!(said, [("max-replicas", 50, 10), ("max-step-up", 10, 7)]);
+    assert_eq!(sim.workload(&api()).expect("status").replicas, 7);
+    let json = serde_json::to_value(&record).expect("serializes");
+    assert_eq!(json["actions"][0]["adjustments"][0]["rail"], "max-replicas");
+}
+
+#[test]
+fn a_binding_that_fails_n_times_applies_its_fallback() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let mut spec = fixture_binding("flaky", "error", json!({}), vec![target(&api(), 1, 10)]);
+    spec.fallback = FallbackSpec {
+        after_failures: 3,
+        action: FallbackAction::Fixed(6),
+    };
+    let binding = engine.bind(spec, fixture()).expect("binds");
+    for attempt in 1..=2 {
+        let record = engine.tick(&binding);
+        assert_eq!(record.consecutive_failures, attempt);
+        assert!(record.fallback.is_none() && record.actions.is_empty());
+        assert!(!binding.health().failing);
+    }
+    let record = engine.tick(&binding);
+    assert_eq!(record.fallback.as_deref(), Some("fixed 6"));
+    assert!(
+        matches!(&record.actions[0], Action::Scale { applied: 6, .. }),
+        "{:?}",
+        record.actions
+    );
+    assert_eq!(sim.workload(&api()).expect("status").replicas, 6);
+    assert!(
+        binding.health().failing,
+        "the binding reports itself failing"
+    );
+
+    // A successful tick (the same binding, now with a working config) clears it.
+    let mut healed = fixture_binding("flaky", "ok", json!({}), vec![target(&api(), 1, 10)]);
+    healed.fallback = binding.spec.fallback;
+    let healed = engine.bind(healed, fixture()).expect("rebinds");
+    assert_eq!(engine.tick(&healed).outcome, Outcome::Ok);
+    assert!(!healed.health().failing);
+    assert_eq!(
+        healed.health().failed_ticks,
+        3,
+        "health carries over a rebind"
+    );
+}
+
+#[test]
+fn hold_fallback_leaves_targets_alone() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let mut spec = fixture_binding("holding", "trap", json!({}), vec![target(&api(), 1, 10)]);
+    spec.fallback = FallbackSpec {
+        after_failures: 1,
+        action: FallbackAction::Hold,
+    };
+    let binding = engine.bind(spec, fixture()).expect("binds");
+    let record = engine.tick(&binding);
+    assert_eq!(record.fallback.as_deref(), Some("hold"));
+    assert!(record.actions.is_empty());
+    assert!(binding.health().failing);
+    assert_eq!(sim.workload(&api()).expect("status").replicas, 4);
+}
+
+#[test]
+fn bindings_are_checked_when_bound() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let err = engine
+        .bind(fixture_binding("r", "reject", json!({}), vec![]), fixture())
+        .unwrap_err();
+    assert!(matches!(err, BindError::Config { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("this fixture rejects every config"),
+        "the policy's own message: {err}"
+    );
+    let err = engine
+        .bind(
+            fixture_binding("u", "no-such-mode", json!({}), vec![]),
+            fixture(),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown mode 'no-such-mode'"),
+        "{err}"
+    );
+
+    engine
+        .bind(
+            fixture_binding("first", "ok", json!({}), vec![target(&api(), 1, 10)]),
+            fixture(),
+        )
+        .expect("binds");
+    let err = engine
+        .bind(
+            fixture_binding("second", "ok", json!({}), vec![target(&api(), 1, 10)]),
+            fixture(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, BindError::TargetTaken { .. }),
+        "one writer per target: {err}"
+    );
+
+    let foreign = scalehost::model::WorkloadRef::deployment("kube-system", "coredns");
+    let err = engine
+        .bind(
+            fixture_binding("x", "ok", json!({}), vec![target(&foreign, 1, 2)]),
+            fixture(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, BindError::OutOfScope { .. }), "{err}");
+
+    let mut unknown = fixture_binding("y", "ok", json!({}), vec![]);
+    unknown.tenant = "nobody".into();
+    assert!(matches!(
+        engine.bind(unknown, fixture()),
+        Err(BindError::UnknownTenant { .. })
+    ));
+}
+
+#[test]
+fn scope_is_enforced_at_every_call() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    // The miner is readable by the tenant but is not a target of this binding.
+    let spec = fixture_binding(
+        "sneaky",
+        "scale",
+        json!({ "target": workload_json(&miner()), "replicas": 3 }),
+        vec![target(&api(), 1, 10)],
+    );
+    let binding = engine.bind(spec, fixture()).expect("binds");
+    let record = engine.tick(&binding);
+    let Outcome::Failed {
+        error: InvocationError::Policy(message),
+    } = &record.outcome
+    else {
+        panic!("{:?}", record.outcome)
+    };
+    assert!(
+        message.contains("forbidden") && message.contains("not a target of this binding"),
+        "{message}"
+    );
+    assert_eq!(sim.workload(&miner()).expect("status").replicas, 0);
+}
+
+#[test]
+fn powering_off_a_pool_vm_cordons_drains_then_powers_off() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let mut spec = fixture_binding(
+        "power",
+        "set-power",
+        json!({ "pool": "pool", "vm": "vm-1", "state": "off" }),
+        vec![],
+    );
+    spec.vm_pools = vec!["pool".into()];
+    let binding = engine.bind(spec, fixture()).expect("binds");
+    let record = engine.tick(&binding);
+    assert_eq!(record.outcome, Outcome::Ok);
+    assert!(matches!(
+        &record.actions[0],
+        Action::Power {
+            state: PowerState::Off,
+            error: None,
+            ..
+        }
+    ));
+    let steps: Vec<_> = sim.lifecycle().into_iter().map(|e| e.step).collect();
+    assert_eq!(steps, ["cordon", "drain", "power-off"]);
+    assert_eq!(sim.vms("pool").expect("vms")[0].power, PowerState::Off);
+}
+
+#[test]
+fn state_survives_a_host_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.redb");
+    let counter_after = |ticks: usize| -> String {
+        let sim = sim();
+        let engine =
+            tick_engine_with_state(&sim, Arc::new(StateStore::open(&path).expect("opens")));
+        let binding = engine
+            .bind(
+                fixture_binding("counter", "counter", json!({}), vec![]),
+                fixture(),
+            )
+            .expect("binds");
+        let mut last = String::new();
+        for _ in 0..ticks {
+            let record = engine.tick(&binding);
+            assert_eq!(record.outcome, Outcome::Ok);
+            assert_eq!(record.state_writes, 1);
+        }
+        // Read the counter back through the store, as a restarted host would.
+        if let Some(bytes) = engine.state().get("t/counter", "ticks").expect("reads") {
+            last = String::from_utf8(bytes).expect("utf-8");
+        }
+        last
+    };
+    assert_eq!(counter_after(3), "3");
+    assert_eq!(
+        counter_after(2),
+        "5",
+        "the second host continued from the first one's state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_bindings_do_not_delay_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        r#"
+data_dir = "{data}"
+[cluster.simulated]
+nodes = [{{ name = "n", cpu_millis = 8000 }}]
+workloads = [{{ namespace = "web", name = "api", replicas = 2, cpu_request_millis = 100 }}]
+[[tenants]]
+name = "t"
+namespaces = ["web"]
+{bindings}
+"#,
+        data = dir.path().display(),
+        bindings = ["counter", "endless-loop", "memory-hog", "trap", "host-call-flood"]
+            .iter()
+            .map(|mode| format!(
+                "[[bindings]]\ntenant = \"t\"\nname = \"{mode}\"\nplugin = \"{plugin}\"\ninterval = \"100ms\"\nconfig = {{ mode = \"{mode}\" }}\n",
+                plugin = scalehost_test_artifacts::POLICY_FIXTURE
+            ))
+            .collect::<String>()
+    );
+    let config = HostConfig::from_toml(
+        &config,
+        std::path::Path::new("test.toml"),
+        dir.path().to_owned(),
+    )
+    .expect("config");
+    let host = Host::from_config(config).await.expect("host starts");
+    let engine = host.engine().clone();
+    let mut records = engine.audit().subscribe();
+    let run = tokio::spawn(host.run_until(tokio::time::sleep(Duration::from_secs(3))));
+    let mut healthy_at = Vec::new();
+    let mut failures = std::collections::BTreeMap::<String, u32>::new();
+    loop {
+        let record = match tokio::time::timeout(Duration::from_millis(100), records.recv()).await {
+            Ok(Ok(record)) => record,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
+            Err(_) if run.is_finished() => break,
+            Err(_) => continue,
+        };
+        if record.binding == "counter" {
+            assert_eq!(record.outcome, Outcome::Ok);
+            healthy_at.push(Instant::now());
+        } else {
+            assert!(
+                matches!(record.outcome, Outcome::Failed { .. }),
+                "{}: {:?}",
+                record.binding,
+                record.outcome
+            );
+            *failures.entry(record.binding.clone()).or_default() += 1;
+        }
+    }
+    run.await.expect("joins").expect("runs and stops cleanly");
+    let gaps: Vec<Duration> = healthy_at.windows(2).map(|w| w[1] - w[0]).collect();
+    let worst = gaps.iter().max().copied().unwrap_or_default();
+    assert!(
+        healthy_at.len() >= 20,
+        "the healthy binding ticked {} times in 3 s at 100 ms",
+        healthy_at.len()
+    );
+    assert!(
+        worst < Duration::from_millis(450),
+        "worst gap between healthy ticks {worst:?}"
+    );
+    for mode in ["endless-loop", "memory-hog", "trap", "host-call-flood"] {
+        assert!(
+            failures.get(mode).copied().unwrap_or(0) >= 3,
+            "{mode} kept ticking and failing: {failures:?}"
+        );
+    }
+}
+
+#[test]
+fn guest_logs_are_captured() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let binding = engine
+        .bind(
+            fixture_binding("counter", "counter", json!({}), vec![]),
+            fixture(),
+        )
+        .expect("binds");
+    engine.tick(&binding);
+    let invocation_logs = fixture().tick(
+        &json!({ "mode": "counter" }).to_string(),
+        Default::default(),
+        "t".into(),
+        "counter".into(),
+        0,
+        scalehost::runtime::Access {
+            cluster: sim.clone(),
+            scope: Arc::new(scalehost::tick::Scope {
+                tenant: tenant(),
+                targets: vec![],
+                pools: vec![],
+            }),
+        },
+        scalehost::runtime::StagedState::new(engine.state().clone(), "t/counter".into()),
+    );
+    assert!(
+        invocation_logs
+            .logs
+            .iter()
+            .any(|l| l.stream == GuestStream::Info && l.message.contains('2')),
+        "{:?}",
+        invocation_logs.logs
+    );
+}
