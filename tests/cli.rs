@@ -129,3 +129,70 @@ fn the_demo_runs_to_the_end_with_decisions_from_every_seed_policy() {
     assert!(!stdout.contains("tick failed"), "{stdout}");
     assert!(stdout.contains("SLO-miss minutes"), "a summary is printed");
 }
+
+#[test]
+fn serve_ticks_until_sigterm_then_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("scalehost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[cluster.simulated]
+nodes = [{{ name = "n", cpu_millis = 8000 }}]
+workloads = [{{ namespace = "web", name = "api", replicas = 2, cpu_request_millis = 100 }}]
+[[tenants]]
+name = "t"
+namespaces = ["web"]
+[[bindings]]
+tenant = "t"
+name = "counter"
+plugin = "{plugin}"
+interval = "100ms"
+config = {{ mode = "counter" }}
+"#,
+            plugin = artifacts::POLICY_FIXTURE
+        ),
+    )
+    .expect("writes");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scalehost"))
+        .args(["serve", "--config", config.to_str().expect("utf-8")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    // The data dir defaults to `scalehost-data` beside the config.
+    let audit = dir.path().join("scalehost-data/audit.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let ticks = || {
+        std::fs::read_to_string(&audit)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    while ticks() < 5 {
+        assert!(std::time::Instant::now() < deadline, "no ticks within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let stop_deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < stop_deadline,
+            "did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    let text = std::fs::read_to_string(&audit).expect("audit log");
+    for line in text.lines() {
+        let record: serde_json::Value =
+            serde_json::from_str(line).expect("each line is a JSON record");
+        assert_eq!(record["outcome"]["status"], "ok", "{line}");
+    }
+}

@@ -222,37 +222,120 @@ fn powering_off_a_pool_vm_cordons_drains_then_powers_off() {
     assert_eq!(sim.vms("pool").expect("vms")[0].power, PowerState::Off);
 }
 
-#[test]
-fn state_survives_a_host_restart() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_a_host_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("state.redb");
-    let counter_after = |ticks: usize| -> String {
-        let sim = sim();
-        let engine =
-            tick_engine_with_state(&sim, Arc::new(StateStore::open(&path).expect("opens")));
-        let binding = engine
-            .bind(
-                fixture_binding("counter", "counter", json!({}), vec![]),
-                fixture(),
-            )
-            .expect("binds");
-        let mut last = String::new();
-        for _ in 0..ticks {
-            let record = engine.tick(&binding);
-            assert_eq!(record.outcome, Outcome::Ok);
-            assert_eq!(record.state_writes, 1);
+    let config = format!(
+        r#"
+data_dir = "{data}"
+[cluster.simulated]
+nodes = [{{ name = "n", cpu_millis = 8000 }}]
+[[tenants]]
+name = "t"
+[[bindings]]
+tenant = "t"
+name = "counter"
+plugin = "{plugin}"
+config = {{ mode = "counter" }}
+"#,
+        data = dir.path().join("data").display(),
+        plugin = scalehost_test_artifacts::POLICY_FIXTURE
+    );
+    let run_host = |ticks: usize| {
+        let config = HostConfig::from_toml(
+            &config,
+            std::path::Path::new("test.toml"),
+            dir.path().to_owned(),
+        )
+        .expect("config");
+        async move {
+            let host = Host::from_config(config).await.expect("host starts");
+            let engine = host.engine().clone();
+            let binding = engine.binding("t", "counter").expect("bound");
+            tokio::task::spawn_blocking(move || {
+                for _ in 0..ticks {
+                    let record = engine.tick(&binding);
+                    assert_eq!(record.outcome, Outcome::Ok);
+                    assert_eq!(record.state_writes, 1);
+                }
+            })
+            .await
+            .expect("ticks");
+            // Dropping the host closes its store, as a stopped process would.
         }
-        // Read the counter back through the store, as a restarted host would.
-        if let Some(bytes) = engine.state().get("t/counter", "ticks").expect("reads") {
-            last = String::from_utf8(bytes).expect("utf-8");
-        }
-        last
     };
-    assert_eq!(counter_after(3), "3");
+    run_host(3).await;
+    run_host(2).await;
+    let store = StateStore::open(&dir.path().join("data/state.redb")).expect("opens");
     assert_eq!(
-        counter_after(2),
-        "5",
-        "the second host continued from the first one's state"
+        store.get("t/counter", "ticks").expect("reads").as_deref(),
+        Some(&b"5"[..]),
+        "the second host continued from 3"
+    );
+}
+
+#[test]
+fn cooldown_and_stabilization_hold_through_the_engine_and_the_audit_says_so() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let mut rails = target(&api(), 1, 20);
+    rails.cooldown_up = Duration::from_secs(60);
+    rails.stabilization_down = Duration::from_secs(300);
+    let scale_to = |replicas: u32| {
+        let spec = fixture_binding(
+            "rails",
+            "scale",
+            json!({ "target": workload_json(&api()), "replicas": replicas }),
+            vec![rails.clone()],
+        );
+        engine.bind(spec, fixture()).expect("binds")
+    };
+    let record = engine.tick(&scale_to(8));
+    assert!(matches!(
+        &record.actions[0],
+        Action::Scale { applied: 8, .. }
+    ));
+    sim.advance_to(sim.now() + 10_000);
+    let record = engine.tick(&scale_to(12));
+    let Action::Scale {
+        applied,
+        adjustments,
+        ..
+    } = &record.actions[0]
+    else {
+        panic!("{:?}", record.actions)
+    };
+    assert_eq!(*applied, 8, "held by the up cooldown");
+    assert_eq!(adjustments[0].rail, "cooldown-up");
+    // The recommendations at 0 s and 10 s hold a scale-down at 260 s.
+    let silent = engine
+        .bind(
+            fixture_binding("rails", "ok", json!({}), vec![rails.clone()]),
+            fixture(),
+        )
+        .expect("binds");
+    sim.advance_to(sim.now() + 240_000);
+    engine.tick(&silent);
+    sim.advance_to(sim.now() + 10_000);
+    let record = engine.tick(&scale_to(3));
+    let Action::Scale {
+        applied,
+        adjustments,
+        ..
+    } = &record.actions[0]
+    else {
+        panic!("{:?}", record.actions)
+    };
+    assert_eq!(*applied, 8, "held by the recommendations inside the window");
+    assert_eq!(adjustments[0].rail, "stabilization-down");
+    // At 320 s they have left the 300 s window; the silent tick at 250 s recommended nothing
+    // (a policy that leaves a target alone has no opinion), so the scale-down goes through.
+    sim.advance_to(sim.now() + 60_000);
+    let record = engine.tick(&scale_to(3));
+    assert!(
+        matches!(&record.actions[0], Action::Scale { applied: 3, .. }),
+        "{:?}",
+        record.actions
     );
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::demo::DemoOptions;
+use crate::sim::simulate::SimulateOptions;
 
 /// scalehost runs autoscaling policies as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -29,6 +30,8 @@ pub enum Command {
     },
     /// Replays a day of the NASA trace on the simulated cluster with the seed policies.
     Demo(DemoOptions),
+    /// Backtests policies and baselines on a recorded trace (model v1, virtual time).
+    Simulate(SimulateOptions),
     /// Checks that a file is a policy component this host runs, and optionally a config for it.
     Validate {
         /// The component (`.wasm`).

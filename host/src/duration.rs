@@ -26,7 +26,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("invalid duration {text:?}: too large"))
 }
 
 /// Formats a duration the way [`parse`] reads it.
@@ -72,5 +73,10 @@ mod tests {
         assert_eq!(parse("1d"), Ok(Duration::from_secs(86400)));
         assert!(parse("15").unwrap_err().contains("unit"));
         assert!(parse("s").unwrap_err().contains("invalid duration"));
+        assert!(
+            parse("99999999999999999999999d")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 }

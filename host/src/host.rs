@@ -38,7 +38,7 @@ pub enum HostError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// The simulated cluster could not be built.
-    #[error("simulated cluster: {0}")]
+    #[error("simulated cluster")]
     Sim(#[from] SimError),
     /// A plugin could not be loaded.
     #[error(transparent)]
@@ -46,13 +46,16 @@ pub enum HostError {
     /// A binding was refused.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// Two tenants or two bindings of a tenant share a name.
+    #[error("duplicate {0} in the config")]
+    Duplicate(String),
 }
 
 /// Why a plugin file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("cannot read plugin {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -61,7 +64,7 @@ pub enum PluginError {
         source: std::io::Error,
     },
     /// It is not a policy component.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Compile {
         /// The file.
         path: PathBuf,
@@ -128,27 +131,40 @@ impl Host {
             audit,
             runtime.max_memory_bytes(),
         ));
+        let mut seen = std::collections::HashSet::new();
         for tenant in &config.tenants {
+            if !seen.insert(tenant.name.clone()) {
+                return Err(HostError::Duplicate(format!("tenant {}", tenant.name)));
+            }
             engine.add_tenant(tenant.clone());
         }
-        let mut compiled: HashMap<PathBuf, Arc<CompiledPolicy>> = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        // Compiled once per digest: the same bytes under two paths compile once.
         let mut by_digest: HashMap<String, Arc<CompiledPolicy>> = HashMap::new();
         for spec in &config.bindings {
+            if !seen.insert((spec.tenant.clone(), spec.name.clone())) {
+                return Err(HostError::Duplicate(format!(
+                    "binding {}/{}",
+                    spec.tenant, spec.name
+                )));
+            }
             let path = config.resolve(&spec.plugin);
-            let policy = match compiled.get(&path) {
+            let bytes = std::fs::read(&path).map_err(|source| PluginError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let digest = crate::runtime::digest_of(&bytes);
+            let policy = match by_digest.get(&digest) {
                 Some(policy) => policy.clone(),
                 None => {
                     let rt = runtime.clone();
-                    let p = path.clone();
                     // Compiling is CPU-heavy: keep it off the async workers.
-                    let policy = tokio::task::spawn_blocking(move || load_plugin(&rt, &p))
+                    let compiled = tokio::task::spawn_blocking(move || rt.compile(&bytes))
                         .await
-                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-                    let policy = by_digest
-                        .entry(policy.digest().to_owned())
-                        .or_insert_with(|| Arc::new(policy))
-                        .clone();
-                    compiled.insert(path, policy.clone());
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+                        .map_err(|source| PluginError::Compile { path, source })?;
+                    let policy = Arc::new(compiled);
+                    by_digest.insert(digest, policy.clone());
                     policy
                 }
             };

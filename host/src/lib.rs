@@ -17,9 +17,22 @@ pub mod duration;
 mod host;
 pub mod model;
 pub mod runtime;
+pub mod sim;
 pub mod state;
 pub mod tick;
 pub mod trace;
 pub mod validate;
 
 pub use host::{Host, HostError, PluginError, load_plugin};
+
+/// An error and its causes on one line: `outer: cause: root cause`.
+pub fn display_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

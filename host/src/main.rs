@@ -40,6 +40,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(options) => {
             demo::run(options).await?;
         }
+        Command::Simulate(options) => {
+            let engine =
+                PolicyEngine::new(&EngineConfig::default()).context("starting the wasm engine")?;
+            scalehost::sim::simulate::run(&options, &engine)?;
+        }
         Command::Validate { plugin, config } => {
             let engine =
                 PolicyEngine::new(&EngineConfig::default()).context("starting the wasm engine")?;
@@ -58,7 +63,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     );
                 }
                 Err(error) => {
-                    eprintln!("invalid: {}: {error}", plugin.display());
+                    eprintln!("invalid: {}", scalehost::display_chain(&error));
                     return Ok(ExitCode::FAILURE);
                 }
             }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
@@ -39,13 +40,25 @@ pub fn namespace(tenant: &str, binding: &str) -> String {
     format!("{tenant}/{binding}")
 }
 
-/// The embedded key/value store behind the `state` interface.
+type MemoryMap = BTreeMap<(String, String), Vec<u8>>;
+
+/// The embedded key/value store behind the `state` interface: redb in the data dir, or a plain
+/// map for backtests and tests (nothing to persist, and a backtest commits state every tick).
 pub struct StateStore {
-    db: Database,
+    backend: Backend,
+}
+
+enum Backend {
+    Redb(Database),
+    Memory(Mutex<MemoryMap>),
 }
 
 fn io(operation: &'static str) -> impl Fn(redb::Error) -> StateError {
     move |source| StateError::Io { operation, source }
+}
+
+fn lock(map: &Mutex<MemoryMap>) -> MutexGuard<'_, MemoryMap> {
+    map.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl StateStore {
@@ -55,30 +68,32 @@ impl StateStore {
             path: path.display().to_string(),
             source: e.into(),
         })?;
-        Self::init(db)
+        let txn = db.begin_write().map_err(|e| io("create")(e.into()))?;
+        txn.open_table(STATE).map_err(|e| io("create")(e.into()))?;
+        txn.commit().map_err(|e| io("create")(e.into()))?;
+        Ok(StateStore {
+            backend: Backend::Redb(db),
+        })
     }
 
     /// A store that lives in memory only (backtests, tests).
     pub fn in_memory() -> Result<Self, StateError> {
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(|e| StateError::Open {
-                path: "memory".into(),
-                source: e.into(),
-            })?;
-        Self::init(db)
-    }
-
-    fn init(db: Database) -> Result<Self, StateError> {
-        let txn = db.begin_write().map_err(|e| io("create")(e.into()))?;
-        txn.open_table(STATE).map_err(|e| io("create")(e.into()))?;
-        txn.commit().map_err(|e| io("create")(e.into()))?;
-        Ok(StateStore { db })
+        Ok(StateStore {
+            backend: Backend::Memory(Mutex::default()),
+        })
     }
 
     /// The value of `key` in `namespace`.
     pub fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        let txn = self.db.begin_read().map_err(|e| io("read")(e.into()))?;
+        let db = match &self.backend {
+            Backend::Redb(db) => db,
+            Backend::Memory(map) => {
+                return Ok(lock(map)
+                    .get(&(namespace.to_owned(), key.to_owned()))
+                    .cloned());
+            }
+        };
+        let txn = db.begin_read().map_err(|e| io("read")(e.into()))?;
         let table = txn.open_table(STATE).map_err(|e| io("read")(e.into()))?;
         let value = table
             .get((namespace, key))
@@ -88,7 +103,17 @@ impl StateStore {
 
     /// Every key and value of `namespace`, by key.
     pub fn list(&self, namespace: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
-        let txn = self.db.begin_read().map_err(|e| io("read")(e.into()))?;
+        let db = match &self.backend {
+            Backend::Redb(db) => db,
+            Backend::Memory(map) => {
+                return Ok(lock(map)
+                    .range((namespace.to_owned(), String::new())..)
+                    .take_while(|((ns, _), _)| ns == namespace)
+                    .map(|((_, key), value)| (key.clone(), value.clone()))
+                    .collect());
+            }
+        };
+        let txn = db.begin_read().map_err(|e| io("read")(e.into()))?;
         let table = txn.open_table(STATE).map_err(|e| io("read")(e.into()))?;
         let mut out = Vec::new();
         for entry in table
@@ -111,7 +136,21 @@ impl StateStore {
         namespace: &str,
         writes: BTreeMap<String, Option<Vec<u8>>>,
     ) -> Result<(), StateError> {
-        let txn = self.db.begin_write().map_err(|e| io("write")(e.into()))?;
+        let db = match &self.backend {
+            Backend::Redb(db) => db,
+            Backend::Memory(map) => {
+                let mut map = lock(map);
+                for (key, value) in writes {
+                    let key = (namespace.to_owned(), key);
+                    match value {
+                        Some(v) => map.insert(key, v),
+                        None => map.remove(&key),
+                    };
+                }
+                return Ok(());
+            }
+        };
+        let txn = db.begin_write().map_err(|e| io("write")(e.into()))?;
         {
             let mut table = txn.open_table(STATE).map_err(|e| io("write")(e.into()))?;
             for (key, value) in &writes {
@@ -141,30 +180,48 @@ impl StateStore {
 mod tests {
     use super::*;
 
+    fn exercise(store: &StateStore) {
+        let writes = BTreeMap::from([
+            ("a".to_owned(), Some(b"1".to_vec())),
+            ("b".to_owned(), Some(b"2".to_vec())),
+        ]);
+        store.apply("t/x", writes).expect("writes");
+        store
+            .apply(
+                "t/xy",
+                BTreeMap::from([("a".to_owned(), Some(b"other".to_vec()))]),
+            )
+            .expect("writes");
+        store
+            .apply("t/x", BTreeMap::from([("b".to_owned(), None)]))
+            .expect("deletes");
+        assert_eq!(store.get("t/x", "a").expect("reads"), Some(b"1".to_vec()));
+        assert_eq!(store.get("t/x", "b").expect("reads"), None);
+        assert_eq!(
+            store.list("t/x").expect("lists"),
+            vec![("a".to_owned(), b"1".to_vec())]
+        );
+    }
+
+    #[test]
+    fn the_memory_backend_behaves_like_redb() {
+        let store = StateStore::in_memory().expect("opens");
+        exercise(&store);
+        store.clear("t/x").expect("clears");
+        assert!(store.list("t/x").expect("lists").is_empty());
+        assert_eq!(
+            store.get("t/xy", "a").expect("reads"),
+            Some(b"other".to_vec())
+        );
+    }
+
     #[test]
     fn writes_survive_reopening_and_namespaces_stay_apart() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.redb");
-        {
-            let store = StateStore::open(&path).expect("opens");
-            let writes = BTreeMap::from([
-                ("a".to_owned(), Some(b"1".to_vec())),
-                ("b".to_owned(), Some(b"2".to_vec())),
-            ]);
-            store.apply("t/x", writes).expect("writes");
-            store
-                .apply(
-                    "t/y",
-                    BTreeMap::from([("a".to_owned(), Some(b"other".to_vec()))]),
-                )
-                .expect("writes");
-            store
-                .apply("t/x", BTreeMap::from([("b".to_owned(), None)]))
-                .expect("deletes");
-        }
+        exercise(&StateStore::open(&path).expect("opens"));
         let store = StateStore::open(&path).expect("reopens");
         assert_eq!(store.get("t/x", "a").expect("reads"), Some(b"1".to_vec()));
-        assert_eq!(store.get("t/x", "b").expect("reads"), None);
         assert_eq!(
             store.list("t/x").expect("lists"),
             vec![("a".to_owned(), b"1".to_vec())]
@@ -172,7 +229,7 @@ mod tests {
         store.clear("t/x").expect("clears");
         assert!(store.list("t/x").expect("lists").is_empty());
         assert_eq!(
-            store.get("t/y", "a").expect("reads"),
+            store.get("t/xy", "a").expect("reads"),
             Some(b"other".to_vec())
         );
     }

@@ -30,7 +30,7 @@ pub enum ValidationError {
     #[error("config is not JSON: {0}")]
     ConfigJson(String),
     /// The policy refused the config, or its check failed.
-    #[error("config refused: {0}")]
+    #[error("config refused")]
     Config(#[source] ValidateError),
     /// The scratch state store could not be created.
     #[error("cannot create a scratch state store: {0}")]

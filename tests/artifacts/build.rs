@@ -26,16 +26,11 @@ fn main() {
         rerun_if_changed_under(&root.join(watched));
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // From inside plugins/, so that its .cargo/config.toml (the guest stack size) applies:
+    // cargo reads config from the working directory, not from --manifest-path.
     let status = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-            "plugins/Cargo.toml",
-        ])
+        .current_dir(root.join("plugins"))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
         // The outer build's flags and target dir are not the plugins'.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")

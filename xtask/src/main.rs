@@ -36,7 +36,7 @@ fn main() -> Result<()> {
             plugins()?;
             run(cargo().args(["test", "--workspace"]).args(rest))?;
             // The policies' own logic, natively.
-            run(cargo().args(["test", "--manifest-path", "plugins/Cargo.toml"]))
+            run(cargo().current_dir(root().join("plugins")).arg("test"))
         }
         Some("bench") => {
             plugins()?;
@@ -80,14 +80,14 @@ fn run(cmd: &mut Command) -> Result<()> {
 fn plugins() -> Result<()> {
     ensure_wasm_target()?;
     let root = root();
-    run(cargo().args([
+    // From inside plugins/, so that its .cargo/config.toml (the guest stack size) applies:
+    // cargo reads config from the working directory, not from --manifest-path.
+    run(cargo().current_dir(root.join("plugins")).args([
         "build",
         "--quiet",
         "--release",
         "--target",
         WASM_TARGET,
-        "--manifest-path",
-        "plugins/Cargo.toml",
     ]))?;
     let built = root
         .join("plugins/target")

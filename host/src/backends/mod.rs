@@ -3,6 +3,7 @@
 //! Start with [`Cluster`]; the embedded default is [`simulated::SimulatedCluster`]. Backends are
 //! called from the tick's blocking thread, never from an async task, so they may block.
 
+pub(crate) mod promql;
 pub mod simulated;
 
 use crate::model::{

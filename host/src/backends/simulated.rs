@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::promql::{Query, parse_query};
 use super::{Clock, Cluster};
 use crate::model::{
     BackendError, Capacity, PowerState, Sample, Series, TimestampMs, Vm, WorkloadKind, WorkloadRef,
@@ -903,11 +904,7 @@ impl Sim {
                 ("namespace".to_owned(), w.spec.namespace.clone()),
                 ("workload".to_owned(), w.spec.name.clone()),
             ];
-            let matches = query
-                .matchers
-                .iter()
-                .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v));
-            if matches {
+            if query.matches(&labels) {
                 if let Some(value) = self.workload_metric(w, &query.metric, t) {
                     out.push((labels, value));
                 }
@@ -919,73 +916,6 @@ impl Sim {
         }
         out
     }
-}
-
-/// A parsed query of the PromQL subset the simulator answers.
-struct Query {
-    sum: bool,
-    metric: String,
-    matchers: Vec<(String, String)>,
-}
-
-fn parse_query(text: &str) -> Result<Query, BackendError> {
-    let invalid = |why: &str| BackendError::Invalid(format!("query {text:?}: {why}"));
-    let mut s = text.trim();
-    let mut sum = false;
-    if let Some(rest) = s.strip_prefix("sum(") {
-        s = rest
-            .strip_suffix(')')
-            .ok_or_else(|| invalid("unclosed sum("))?
-            .trim();
-        sum = true;
-    }
-    let (metric, selector) = match s.find('{') {
-        Some(i) => (
-            &s[..i],
-            Some(
-                s[i..]
-                    .strip_suffix('}')
-                    .ok_or_else(|| invalid("unclosed {"))?,
-            ),
-        ),
-        None => (s, None),
-    };
-    let metric = metric.trim();
-    if metric.is_empty()
-        || !metric
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-    {
-        return Err(invalid(
-            "expected a metric name, optionally with {label=\"value\"} and sum(...)",
-        ));
-    }
-    let mut matchers = Vec::new();
-    if let Some(selector) = selector {
-        for part in selector[1..]
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| invalid("label matchers must be label=\"value\""))?;
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .ok_or_else(|| invalid("label values must be double-quoted"))?;
-            if k.trim().ends_with('!') || k.trim().ends_with('~') || v.starts_with('~') {
-                return Err(invalid("only equality matchers (=) are supported"));
-            }
-            matchers.push((k.trim().to_owned(), v.to_owned()));
-        }
-    }
-    Ok(Query {
-        sum,
-        metric: metric.to_owned(),
-        matchers,
-    })
 }
 
 impl Cluster for SimulatedCluster {

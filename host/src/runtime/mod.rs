@@ -21,7 +21,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use limits::Limits;
 pub use policy::{
     CompileError, CompiledPolicy, GuestLine, GuestStream, Invocation, InvocationError,
-    ValidateError, WORLD,
+    ValidateError, WORLD, WarmPolicy, digest_of,
 };
 pub use sandbox::{Access, Intent, Sandbox, StagedState};
 
@@ -79,9 +79,9 @@ impl PolicyEngine {
         let mut pool = PoolingAllocationConfig::default();
         let instances = config.max_concurrent_instances.max(1);
         pool.total_component_instances(instances)
-            .total_core_instances(instances * 16)
-            .total_memories(instances * 4)
-            .total_tables(instances * 8)
+            .total_core_instances(instances.saturating_mul(16))
+            .total_memories(instances.saturating_mul(4))
+            .total_tables(instances.saturating_mul(8))
             .max_core_instances_per_component(64)
             .max_memories_per_component(8)
             .max_tables_per_component(16)

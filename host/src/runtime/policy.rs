@@ -69,7 +69,7 @@ pub enum ValidateError {
     #[error("{0}")]
     Rejected(String),
     /// The check itself failed.
-    #[error("validate-config failed: {0}")]
+    #[error("validate-config failed")]
     Failed(#[source] InvocationError),
 }
 

@@ -2,12 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 
 use serde::Serialize;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, format_err};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::Limits;
 use crate::backends::Cluster;
@@ -15,8 +19,9 @@ use crate::model::{PowerState, ScaleChange, TimestampMs, WorkloadRef};
 use crate::state::StateStore;
 use crate::tick::Scope;
 
-/// Captured guest output per stream; more is dropped (the guest sees a closed stream).
-const OUTPUT_CAPACITY: usize = 64 << 10;
+/// Captured guest output per stream; a write beyond it fails in the guest (Rust's `println!`
+/// then panics, ending the tick).
+const OUTPUT_CAPACITY: usize = 256 << 10;
 
 /// The cluster and the grants a ticking policy reads and acts through. Absent while a config is
 /// being validated: then every read is refused and no intent may be recorded.
@@ -166,14 +171,21 @@ impl Sandbox {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         // No preopens, no sockets, no environment, no arguments: WASI is linked only so that
-        // components built by language runtimes load. Its clocks are left as wasmtime provides
-        // them; policies are told to use `clock.now` (the only time that is virtual in backtests).
+        // components built by language runtimes load. Its clocks read the tick's instant and its
+        // randomness is seeded from the binding and the instant: no ambient time, and a replay
+        // (a backtest) sees exactly the same values.
+        let seed = fnv1a(&[tenant.as_bytes(), binding.as_bytes(), &now.to_le_bytes()]);
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .wall_clock(TickClock(now))
+            .monotonic_clock(TickClock(now))
+            .secure_random(SmallRng::seed_from_u64(seed))
+            .insecure_random(SmallRng::seed_from_u64(seed.rotate_left(17)))
+            .insecure_random_seed(u128::from(seed))
             .build();
         Sandbox {
             wasi,
@@ -220,6 +232,39 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// WASI's wall and monotonic clocks inside a sandbox: the tick's instant, standing still.
+struct TickClock(TimestampMs);
+
+impl HostWallClock for TickClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0)
+    }
+}
+
+impl HostMonotonicClock for TickClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+
+    fn now(&self) -> u64 {
+        self.0.saturating_mul(1_000_000)
+    }
+}
+
+/// FNV-1a over byte strings: a stable seed (std's hasher is randomized per process).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in parts.iter().flat_map(|p| p.iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 impl WasiView for Sandbox {

@@ -180,8 +180,10 @@ impl AuditLog {
                 recent.pop_front();
             }
         }
-        // No subscriber is fine.
-        let _ = self.subscribers.send(record.clone());
+        if self.subscribers.receiver_count() > 0 {
+            // A subscriber that went away meanwhile is fine.
+            let _ = self.subscribers.send(record.clone());
+        }
     }
 
     /// The records kept in memory, oldest first.

@@ -10,7 +10,7 @@ use super::binding::{Binding, BindingSpec, FallbackAction, Health};
 use super::scope::{Scope, TenantSpec};
 use crate::backends::{Clock, Cluster};
 use crate::model::{BackendError, TimestampMs, WorkloadRef};
-use crate::runtime::{Access, CompiledPolicy, Intent, InvocationError, StagedState, ValidateError};
+use crate::runtime::{Access, CompiledPolicy, Intent, InvocationError, StagedState};
 use crate::state::{StateStore, namespace};
 
 /// Why a binding was refused.
@@ -53,13 +53,12 @@ pub enum BindError {
         message: String,
     },
     /// The policy's `validate-config` refused the config or failed.
-    #[error("binding {binding}: config refused by the policy: {source}")]
+    #[error("binding {binding}: config refused by the policy: {message}")]
     Config {
         /// The binding.
         binding: String,
-        /// The policy's own message.
-        #[source]
-        source: ValidateError,
+        /// The policy's own message (or why its check failed).
+        message: String,
     },
 }
 
@@ -163,6 +162,9 @@ impl TickEngine {
                 spec.limits.memory_bytes, self.max_memory_bytes
             )));
         }
+        if spec.fallback.after_failures == 0 {
+            return Err(invalid("fallback.after_failures must be at least 1".into()));
+        }
         if spec.limits.deadline.is_zero() {
             return Err(invalid("limits.deadline must be > 0".into()));
         }
@@ -196,28 +198,13 @@ impl TickEngine {
             })?;
         }
         let key = (spec.tenant.clone(), spec.name.clone());
-        {
-            let bindings = self.bindings.read().unwrap_or_else(|p| p.into_inner());
-            for (other_key, other) in bindings.iter().filter(|(k, _)| **k != key) {
-                if let Some(target) = scope
-                    .targets
-                    .iter()
-                    .find(|t| other.scope.targets.contains(t))
-                {
-                    return Err(BindError::TargetTaken {
-                        binding: id,
-                        target: target.clone(),
-                        owner: format!("{}/{}", other_key.0, other_key.1),
-                    });
-                }
-                if let Some(pool) = scope.pools.iter().find(|p| other.scope.pools.contains(p)) {
-                    return Err(invalid(format!(
-                        "vm pool {pool} is already powered by binding {}/{}",
-                        other_key.0, other_key.1
-                    )));
-                }
-            }
-        }
+        // Checked before the (slow) config validation, and again under the write lock.
+        check_owners(
+            &self.bindings.read().unwrap_or_else(|p| p.into_inner()),
+            &key,
+            &scope,
+            &id,
+        )?;
         let config_json = spec.config.to_string();
         let (tenant_name, name): (Arc<str>, Arc<str>) =
             (spec.tenant.as_str().into(), spec.name.as_str().into());
@@ -231,11 +218,12 @@ impl TickEngine {
                 self.clock.now_ms(),
                 staged,
             )
-            .map_err(|source| BindError::Config {
+            .map_err(|e| BindError::Config {
                 binding: id.clone(),
-                source,
+                message: crate::display_chain(&e),
             })?;
         let mut bindings = self.bindings.write().unwrap_or_else(|p| p.into_inner());
+        check_owners(&bindings, &key, &scope, &id)?;
         let (rails, health) = match bindings.get(&key) {
             Some(old) => (
                 old.rails.lock().unwrap_or_else(|p| p.into_inner()).clone(),
@@ -306,7 +294,7 @@ impl TickEngine {
         let result = invocation.result.and_then(|()| {
             state
                 .commit()
-                .map_err(|e| InvocationError::State(format!("{e}: {}", source_chain(&e))))
+                .map_err(|e| InvocationError::State(crate::display_chain(&e)))
         });
         let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
         health.ticks += 1;
@@ -367,8 +355,8 @@ impl TickEngine {
             }
         }
         let mut actions: Vec<Action> = requests
-            .into_iter()
-            .map(|(target, requested)| self.scale(binding, target, requested, now, true))
+            .iter()
+            .map(|&(target, requested)| self.scale(binding, target, requested, now, true))
             .collect();
         for intent in intents {
             if let Intent::Power {
@@ -473,6 +461,36 @@ impl TickEngine {
     }
 }
 
+/// One writer per target and per VM pool: refuses what another binding already owns.
+fn check_owners(
+    bindings: &BTreeMap<(String, String), Arc<Binding>>,
+    key: &(String, String),
+    scope: &Scope,
+    id: &str,
+) -> Result<(), BindError> {
+    for (other_key, other) in bindings.iter().filter(|(k, _)| *k != key) {
+        let owner = format!("{}/{}", other_key.0, other_key.1);
+        if let Some(target) = scope
+            .targets
+            .iter()
+            .find(|t| other.scope.targets.contains(t))
+        {
+            return Err(BindError::TargetTaken {
+                binding: id.to_owned(),
+                target: target.clone(),
+                owner,
+            });
+        }
+        if let Some(pool) = scope.pools.iter().find(|p| other.scope.pools.contains(p)) {
+            return Err(BindError::Invalid {
+                binding: id.to_owned(),
+                message: format!("vm pool {pool} is already powered by binding {owner}"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Retries a backend call that answered `unavailable`, with a short backoff.
 fn retry<T>(mut call: impl FnMut() -> Result<T, BackendError>) -> Result<T, BackendError> {
     let mut attempt = 1;
@@ -485,14 +503,4 @@ fn retry<T>(mut call: impl FnMut() -> Result<T, BackendError>) -> Result<T, Back
             other => return other,
         }
     }
-}
-
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push(e.to_string());
-        source = e.source();
-    }
-    out.join(": ")
 }

@@ -8,38 +8,27 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::model::TimestampMs;
 
-/// Per-target guard rails; in the config beside the target's name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Per-target guard rails (configured on each binding target, see `TargetSpec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rails {
     /// Never fewer replicas.
-    #[serde(default = "one")]
     pub min_replicas: u32,
     /// Never more replicas.
     pub max_replicas: u32,
     /// At most this many added per tick.
-    #[serde(default)]
     pub max_step_up: Option<u32>,
     /// At most this many removed per tick.
-    #[serde(default)]
     pub max_step_down: Option<u32>,
     /// No scale-up within this time of the last applied change.
-    #[serde(default, with = "crate::duration")]
     pub cooldown_up: Duration,
     /// No scale-down within this time of the last applied change.
-    #[serde(default, with = "crate::duration")]
     pub cooldown_down: Duration,
     /// Scale down only to the highest recommendation within this window (0: off).
-    #[serde(default, with = "crate::duration")]
     pub stabilization_down: Duration,
-}
-
-fn one() -> u32 {
-    1
 }
 
 impl Rails {
@@ -183,6 +172,23 @@ impl Rails {
                 adjust(&mut value, current, rail, reason);
             }
         }
+        // Bounds win over step limits: a target below min (or above max) is brought inside at once.
+        if value < self.min_replicas {
+            adjust(
+                &mut value,
+                self.min_replicas,
+                "min-replicas",
+                format!("below min_replicas {}", self.min_replicas),
+            );
+        }
+        if value > self.max_replicas {
+            adjust(
+                &mut value,
+                self.max_replicas,
+                "max-replicas",
+                format!("above max_replicas {}", self.max_replicas),
+            );
+        }
         Verdict {
             replicas: value,
             adjustments,
@@ -266,6 +272,12 @@ mod tests {
             v.replicas, 6,
             "the 9 expired; 4 within the window, then the step limit"
         );
+    }
+
+    #[test]
+    fn bounds_win_over_step_limits() {
+        let v = rails().judge(&RailHistory::default(), 0, 1, 0);
+        assert_eq!(v.replicas, 2, "a target below min goes to min at once");
     }
 
     #[test]

@@ -47,6 +47,28 @@ impl Scope {
         }
     }
 
+    /// Whether a series may be shown: one labelled with a namespace needs it granted. (Series
+    /// without the label, such as cluster-wide sums, are the backend's to scope.)
+    pub fn may_see(&self, labels: &[(String, String)]) -> bool {
+        labels
+            .iter()
+            .filter(|(k, _)| k == "namespace")
+            .all(|(_, ns)| self.tenant.namespaces.contains(ns))
+    }
+
+    /// Pushed-event services are named `<namespace>/…`; reading one needs the namespace granted.
+    pub fn check_service(&self, service: &str) -> Result<(), BackendError> {
+        let namespace = service.split('/').next().unwrap_or_default();
+        if service.contains('/') && self.tenant.namespaces.iter().any(|ns| ns == namespace) {
+            Ok(())
+        } else {
+            Err(BackendError::Forbidden(format!(
+                "event service {service:?} is not under a namespace granted to tenant {} (services are named <namespace>/...)",
+                self.tenant.name
+            )))
+        }
+    }
+
     /// Scaling needs the workload to be one of the binding's targets.
     pub fn check_scale(&self, target: &WorkloadRef) -> Result<(), BackendError> {
         self.check_read(target)?;

@@ -23,10 +23,13 @@ impl Sandbox {
 
     fn series_answer(
         &mut self,
+        access: &Access,
         result: Result<Vec<model::Series>, BackendError>,
     ) -> Answer<Vec<Series>> {
         match result {
-            Ok(series) => {
+            Ok(mut series) => {
+                // Series of namespaces not granted to the tenant are not the policy's to see.
+                series.retain(|s| access.scope.may_see(&s.labels));
                 self.charge(series_bytes(&series))?;
                 Ok(Ok(series.into_iter().map(Into::into).collect()))
             }
@@ -44,7 +47,7 @@ impl Host for Sandbox {
             Err(e) => return Ok(Err(e)),
         };
         let result = access.cluster.query(&promql, self.now);
-        self.series_answer(result)
+        self.series_answer(&access, result)
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
@@ -64,7 +67,7 @@ impl Host for Sandbox {
         let result = access
             .cluster
             .query_range(&promql, start, end.min(self.now), step_ms);
-        self.series_answer(result)
+        self.series_answer(&access, result)
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
@@ -112,8 +115,11 @@ impl Host for Sandbox {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
+        if let Err(e) = access.scope.check_service(&service) {
+            return Ok(Err(e.into()));
+        }
         let result = access.cluster.events(&service, window_ms, self.now);
-        self.series_answer(result)
+        self.series_answer(&access, result)
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
