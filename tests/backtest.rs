@@ -190,7 +190,7 @@ fn the_same_inputs_give_byte_identical_json_and_a_chart() {
 }
 
 #[test]
-fn a_png_chart_is_a_png() {
+fn a_png_chart_zoomed_into_a_window_is_a_png() {
     let out = tempfile::tempdir().expect("tempdir");
     let png = out.path().join("chart.png");
     let result = scalehost(&[
@@ -203,6 +203,8 @@ fn a_png_chart_is_a_png() {
         "static-peak",
         "--chart",
         png.to_str().expect("utf-8"),
+        "--chart-window",
+        "120:240",
     ]);
     assert!(
         result.status.success(),
@@ -266,6 +268,25 @@ fn bad_input_gets_a_clear_error() {
             "unknown policy \"nope\"",
         ),
         (vec!["--trace", &good], "nothing to simulate"),
+        (
+            vec![
+                "--trace",
+                &good,
+                "--baseline",
+                "hpa",
+                "--chart-window",
+                "1:9",
+            ],
+            "--chart-window 1:9 must be a non-empty range inside the replayed minutes 0:3",
+        ),
+        (
+            vec!["--trace", &good, "--baseline", "hpa", "--chart-window", "x"],
+            "expected FROM:TO",
+        ),
+        (
+            vec!["--trace", &good, "--baseline", "hpa", "--chart", "c.gif"],
+            "must end in .svg or .png",
+        ),
     ];
     for (args, expected) in cases {
         let mut all = vec!["simulate"];

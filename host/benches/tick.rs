@@ -1,12 +1,17 @@
 //! One Rust policy tick: a fresh instance, 3 host calls and its intent applied through the tick
 //! engine, against the same call on a warm instance. See docs/benchmarks.md.
+//!
+//! The policy is the shipped `opportunistic-miner-fill`: each tick reads the filler's status and
+//! the cluster's capacity, then scales the filler. Between iterations (untimed) a paid workload
+//! moves between 4 and 6 replicas, so every tick applies a change.
 
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use scalehost::backends::Cluster;
 use scalehost::backends::simulated::{
     LoadSpec, NodeSpec, SimSpec, SimWorkloadSpec, SimulatedCluster,
 };
@@ -24,18 +29,32 @@ fn cluster() -> Arc<SimulatedCluster> {
             cpu_millis: 64_000,
             memory_bytes: 64 << 30,
         }],
-        workloads: vec![SimWorkloadSpec {
-            kind: WorkloadKind::Deployment,
-            namespace: "web".into(),
-            name: "api".into(),
-            replicas: 4,
-            cpu_request_millis: 500,
-            memory_request_bytes: 256 << 20,
-            startup_delay: Duration::from_secs(30),
-            priority: 0,
-            capacity_per_replica: 100.0,
-            load: Some(LoadSpec::Constant { value: 300.0 }),
-        }],
+        workloads: vec![
+            SimWorkloadSpec {
+                kind: WorkloadKind::Deployment,
+                namespace: "web".into(),
+                name: "api".into(),
+                replicas: 4,
+                cpu_request_millis: 4000,
+                memory_request_bytes: 256 << 20,
+                startup_delay: Duration::from_secs(30),
+                priority: 0,
+                capacity_per_replica: 100.0,
+                load: Some(LoadSpec::Constant { value: 300.0 }),
+            },
+            SimWorkloadSpec {
+                kind: WorkloadKind::Deployment,
+                namespace: "batch".into(),
+                name: "miner".into(),
+                replicas: 0,
+                cpu_request_millis: 1000,
+                memory_request_bytes: 256 << 20,
+                startup_delay: Duration::from_secs(20),
+                priority: -100,
+                capacity_per_replica: 1.0,
+                load: None,
+            },
+        ],
         ..SimSpec::default()
     };
     Arc::new(SimulatedCluster::new(spec, Path::new(".")).expect("sim"))
@@ -46,15 +65,16 @@ fn tick(c: &mut Criterion) {
     let policy = Arc::new(
         scalehost::load_plugin(
             &runtime,
-            Path::new(scalehost_test_artifacts::POLICY_FIXTURE),
+            Path::new(scalehost_test_artifacts::OPPORTUNISTIC_MINER_FILL),
         )
-        .expect("fixture"),
+        .expect("opportunistic-miner-fill"),
     );
     let sim = cluster();
-    let api = WorkloadRef::deployment("web", "api");
+    let paid = WorkloadRef::deployment("web", "api");
+    let miner = WorkloadRef::deployment("batch", "miner");
     let tenant = TenantSpec {
         name: "t".into(),
-        namespaces: vec!["web".into()],
+        namespaces: vec!["web".into(), "batch".into()],
         vm_pools: vec![],
     };
     let engine = TickEngine::new(
@@ -65,26 +85,26 @@ fn tick(c: &mut Criterion) {
         256 << 20,
     );
     engine.add_tenant(tenant.clone());
-    // `three-calls`: clock.now, metrics.workload, actuation.scale (alternating 5 and 6 replicas,
-    // so every tick applies a change).
+    // Three host calls: metrics.workload, metrics.capacity, actuation.scale.
     let config = serde_json::json!({
-        "mode": "three-calls",
-        "target": { "namespace": "web", "name": "api" },
+        "filler": { "namespace": "batch", "name": "miner" },
+        "reserve": { "percent": 10.0 },
+        "max_replicas": 60,
     });
     let binding = engine
         .bind(
             BindingSpec {
                 tenant: "t".into(),
                 name: "bench".into(),
-                plugin: "fixture".into(),
+                plugin: "opportunistic-miner-fill".into(),
                 interval: Duration::from_secs(15),
                 config: config.clone(),
                 targets: vec![TargetSpec {
                     kind: WorkloadKind::Deployment,
-                    namespace: "web".into(),
-                    name: "api".into(),
-                    min_replicas: 1,
-                    max_replicas: 10,
+                    namespace: "batch".into(),
+                    name: "miner".into(),
+                    min_replicas: 0,
+                    max_replicas: 60,
                     max_step_up: None,
                     max_step_down: None,
                     cooldown_up: Duration::ZERO,
@@ -98,6 +118,15 @@ fn tick(c: &mut Criterion) {
             policy.clone(),
         )
         .expect("binds");
+    // The paid workload alternates between 4 and 6 replicas of 4 CPUs, so the spare CPU, and
+    // with it the filler's size, changes at every tick.
+    let paid_replicas = std::cell::Cell::new(4u32);
+    let move_paid_load = || {
+        paid_replicas.set(10 - paid_replicas.get());
+        sim.scale(&paid, paid_replicas.get())
+            .expect("scales the paid workload");
+    };
+    move_paid_load();
     let record = engine.tick(&binding);
     assert_eq!(record.outcome, Outcome::Ok);
     assert_eq!(record.host_calls, 3);
@@ -108,13 +137,17 @@ fn tick(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("tick");
     group.bench_function("full: fresh instance, 3 host calls, intent applied", |b| {
-        b.iter(|| black_box(engine.tick(&binding)))
+        b.iter_batched(
+            move_paid_load,
+            |()| black_box(engine.tick(&binding)),
+            BatchSize::SmallInput,
+        )
     });
     let access = Access {
         cluster: sim.clone(),
         scope: Arc::new(Scope {
             tenant,
-            targets: vec![api],
+            targets: vec![miner],
             pools: vec![],
         }),
     };
@@ -128,7 +161,11 @@ fn tick(c: &mut Criterion) {
     let config = config.to_string();
     warm.call_tick(&config).expect("ticks");
     group.bench_function("call alone: warm instance, 3 host calls", |b| {
-        b.iter(|| black_box(warm.call_tick(&config)))
+        b.iter_batched(
+            move_paid_load,
+            |()| black_box(warm.call_tick(&config)),
+            BatchSize::SmallInput,
+        )
     });
     group.finish();
 }

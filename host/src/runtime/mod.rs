@@ -89,9 +89,10 @@ impl PolicyEngine {
             .table_elements(100_000)
             .max_component_instance_size(4 << 20)
             .max_core_instance_size(4 << 20)
-            // Keep the first pages of each slot mapped: most policies touch little memory, and
-            // re-faulting it on every tick dominates a fresh instance's cost.
-            .linear_memory_keep_resident(256 << 10)
+            // Keep the first pages of each slot mapped: a Rust policy's stack, data and working
+            // heap fit in 512 KiB, and re-faulting them on every tick would dominate a fresh
+            // instance's cost (docs/benchmarks.md).
+            .linear_memory_keep_resident(512 << 10)
             .table_keep_resident(64 << 10);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)

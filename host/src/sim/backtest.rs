@@ -217,6 +217,11 @@ impl Backtest {
         &self.requests
     }
 
+    /// The trace minute the replay starts at (`--from`).
+    pub fn from_minute(&self) -> usize {
+        self.from_minute
+    }
+
     /// Ticks a run makes.
     pub fn ticks(&self) -> u64 {
         (self.requests.len() as u64 * MINUTE_MS).div_ceil(self.tick_ms)

@@ -82,6 +82,20 @@ pub enum ChartError {
     /// Neither `.svg` nor `.png`.
     #[error("chart {0}: the file name must end in .svg or .png")]
     Format(PathBuf),
+    /// The zoom window is empty or outside the replayed minutes.
+    #[error(
+        "--chart-window {from}:{to} must be a non-empty range inside the replayed minutes {first}:{end}"
+    )]
+    Window {
+        /// First minute asked for.
+        from: usize,
+        /// End minute asked for.
+        to: usize,
+        /// First minute replayed.
+        first: usize,
+        /// End of the replayed minutes.
+        end: usize,
+    },
     /// Drawing or writing failed.
     #[error("chart {path}: {message}")]
     Draw {
@@ -95,8 +109,71 @@ pub enum ChartError {
 /// Points drawn per line at most: longer runs are averaged into buckets of whole minutes.
 const MAX_POINTS: usize = 2000;
 
-/// Draws demand (replica units) and each run's Ready replicas over the window, to SVG or PNG.
-pub fn chart(path: &Path, backtest: &Backtest, runs: &[Run]) -> Result<(), ChartError> {
+/// Minutes `from..to` of the trace (numbered as `--from`/`--to`), to zoom a chart into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChartWindow {
+    /// First minute drawn.
+    pub from: usize,
+    /// End minute (exclusive).
+    pub to: usize,
+}
+
+impl std::str::FromStr for ChartWindow {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (from, to) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: expected FROM:TO in minutes, e.g. 20160:21600"))?;
+        let minute = |v: &str| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{s:?}: {v:?} is not a minute number"))
+        };
+        Ok(ChartWindow {
+            from: minute(from)?,
+            to: minute(to)?,
+        })
+    }
+}
+
+impl ChartWindow {
+    /// The window as indices into the replayed minutes; refused if empty or outside them.
+    pub fn within(&self, backtest: &Backtest) -> Result<std::ops::Range<usize>, ChartError> {
+        let first = backtest.from_minute();
+        let end = first + backtest.requests().len();
+        if self.from >= self.to || self.from < first || self.to > end {
+            return Err(ChartError::Window {
+                from: self.from,
+                to: self.to,
+                first,
+                end,
+            });
+        }
+        Ok(self.from - first..self.to - first)
+    }
+}
+
+/// Refuses a chart file name that is neither `.svg` nor `.png`, before anything runs.
+pub fn check_chart_path(path: &Path) -> Result<(), ChartError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("svg" | "png") => Ok(()),
+        _ => Err(ChartError::Format(path.to_owned())),
+    }
+}
+
+/// Draws demand (replica units) and each run's Ready replicas to SVG or PNG: over the whole
+/// replay (downsampled to at most 2000 points per line), or over `window` only.
+pub fn chart(
+    path: &Path,
+    backtest: &Backtest,
+    runs: &[Run],
+    window: Option<ChartWindow>,
+) -> Result<(), ChartError> {
+    let range = match window {
+        Some(w) => w.within(backtest)?,
+        None => 0..backtest.requests().len(),
+    };
     register_font();
     let draw_error = |e: &dyn std::fmt::Display| ChartError::Draw {
         path: path.to_owned(),
@@ -105,12 +182,12 @@ pub fn chart(path: &Path, backtest: &Backtest, runs: &[Run]) -> Result<(), Chart
     match path.extension().and_then(|e| e.to_str()) {
         Some("svg") => {
             let root = SVGBackend::new(path, (1400, 600)).into_drawing_area();
-            draw(&root, backtest, runs).map_err(|e| draw_error(&e))?;
+            draw(&root, backtest, runs, range.clone()).map_err(|e| draw_error(&e))?;
             root.present().map_err(|e| draw_error(&e))
         }
         Some("png") => {
             let root = BitMapBackend::new(path, (1400, 600)).into_drawing_area();
-            draw(&root, backtest, runs).map_err(|e| draw_error(&e))?;
+            draw(&root, backtest, runs, range.clone()).map_err(|e| draw_error(&e))?;
             root.present().map_err(|e| draw_error(&e))
         }
         _ => Err(ChartError::Format(path.to_owned())),
@@ -143,14 +220,16 @@ fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     backtest: &Backtest,
     runs: &[Run],
+    range: std::ops::Range<usize>,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
-    let minutes = backtest.requests().len();
+    let minutes = range.len();
     let bucket = minutes.div_ceil(MAX_POINTS);
     let hours_per_point = bucket as f64 / 60.0;
+    // Hours are counted from the trace's first minute, so a zoomed chart keeps its place.
+    let start_hour = (backtest.from_minute() + range.start) as f64 / 60.0;
     let demand = downsample(
-        backtest
-            .requests()
+        backtest.requests()[range.clone()]
             .iter()
             .map(|r| r / backtest.capacity_per_replica()),
         bucket,
@@ -158,9 +237,10 @@ fn draw<DB: DrawingBackend>(
     let lines: Vec<(String, Vec<f64>)> = runs
         .iter()
         .map(|run| {
+            let ready = run.ready_by_minute.get(range.clone()).unwrap_or_default();
             (
                 run.report.name.clone(),
-                downsample(run.ready_by_minute.iter().map(|&r| f64::from(r)), bucket),
+                downsample(ready.iter().map(|&r| f64::from(r)), bucket),
             )
         })
         .collect();
@@ -171,7 +251,7 @@ fn draw<DB: DrawingBackend>(
         .copied()
         .fold(1.0, f64::max)
         * 1.1;
-    let span = minutes as f64 / 60.0;
+    let span = start_hour..start_hour + minutes as f64 / 60.0;
     let caption = if bucket > 1 {
         format!("demand vs ready replicas ({bucket}-minute means)")
     } else {
@@ -182,17 +262,17 @@ fn draw<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..span, 0.0..top)?;
+        .build_cartesian_2d(span, 0.0..top)?;
     chart
         .configure_mesh()
-        .x_desc("hours")
+        .x_desc("hours since the trace's first minute")
         .y_desc("replicas")
         .draw()?;
     let series = |values: &[f64]| -> Vec<(f64, f64)> {
         values
             .iter()
             .enumerate()
-            .map(|(i, v)| (i as f64 * hours_per_point, *v))
+            .map(|(i, v)| (start_hour + i as f64 * hours_per_point, *v))
             .collect()
     };
     chart

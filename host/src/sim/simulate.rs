@@ -53,6 +53,10 @@ pub struct SimulateOptions {
     /// Draws demand against Ready replicas (`.svg` or `.png`).
     #[arg(long)]
     pub chart: Option<PathBuf>,
+    /// Zooms the chart into minutes FROM:TO of the trace (numbered as --from/--to); the
+    /// whole window is still replayed and reported.
+    #[arg(long, value_name = "FROM:TO")]
+    pub chart_window: Option<super::report::ChartWindow>,
     /// Where shipped policies are built (`cargo xtask plugins`).
     #[arg(long, default_value = "target/plugins")]
     pub plugins: PathBuf,
@@ -140,7 +144,13 @@ pub fn run(
         min_replicas,
         max_replicas,
     };
-    // Check every name before the long runs start.
+    // Check every argument before the long runs start.
+    if let Some(path) = &options.chart {
+        super::report::check_chart_path(path)?;
+    }
+    if let Some(window) = options.chart_window {
+        window.within(&backtest)?;
+    }
     let mut baselines = Vec::new();
     for name in &options.baselines {
         baselines.push(baselines::by_name(
@@ -203,7 +213,7 @@ pub fn run(
         })?;
     }
     if let Some(path) = &options.chart {
-        super::report::chart(path, &backtest, &runs)?;
+        super::report::chart(path, &backtest, &runs, options.chart_window)?;
     }
     Ok(report)
 }

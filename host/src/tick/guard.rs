@@ -2,8 +2,8 @@
 //!
 //! In order, as the HPA applies its own: bounds (min/max), scale-down stabilization (the highest
 //! recommendation within the window), step limits per tick, then cooldowns since the last applied
-//! change (up and down separately). Each rail that changes the value says so in an
-//! [`Adjustment`], which the audit record keeps.
+//! change (up and down separately), and bounds again last, so that bounds win over step limits.
+//! Each rail that changes the value says so in an [`Adjustment`], which the audit record keeps.
 
 use std::collections::VecDeque;
 use std::time::Duration;

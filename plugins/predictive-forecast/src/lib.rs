@@ -54,7 +54,7 @@ pub struct Config {
 }
 
 fn default_target_utilization() -> f64 {
-    0.9
+    0.8
 }
 fn default_horizon_secs() -> u64 {
     60
@@ -161,10 +161,16 @@ impl Policy for PredictiveForecast {
         let mut model = Model::load(
             params.layout,
             state::get(META_KEY).as_deref(),
-            state::get(RING_KEY).as_deref(),
+            state::get(RING_KEY),
         );
+        // The next decision comes about one tick interval from now: the forecast must cover
+        // until then, plus the startup delay.
+        let interval = model
+            .meta
+            .last_ms
+            .map_or(params.layout.bucket_ms, |last| now.saturating_sub(last));
         model.observe(now, demand, &params);
-        let forecast = model.forecast(now, &params);
+        let forecast = model.forecast(now, &params, interval);
         let desired = desired_replicas(
             demand,
             forecast,
@@ -212,7 +218,7 @@ mod tests {
                 c.season_secs,
                 c.bucket_secs
             ),
-            (0.9, 60, 86_400, 300)
+            (0.8, 60, 86_400, 300)
         );
         assert_eq!((c.seasons_kept, c.min_replicas), (7, 1));
         assert_eq!(c.params().layout.slots(), 2016);

@@ -14,14 +14,17 @@
 //! # Forecast
 //!
 //! - Level `L` and slope `T` (units per second): Holt's linear smoothing of the raw samples,
-//!   time-aware (`α = 1 − e^(−dt/τ)`, `β = 1 − e^(−dt/2τ)`, `τ = max(horizon_secs, 1)`), so the
-//!   trend is measured over about the span it is extrapolated across.
+//!   time-aware (`α = 1 − e^(−dt/τ)` with `τ = max(horizon_secs, 1)`; `β = 1 − e^(−dt/τ_T)`
+//!   with `τ_T = max(bucket_secs, τ)`): the level follows the load over about the horizon, the
+//!   slope is measured over a bucket, the span the seasonal profile resolves, so the
+//!   sample-to-sample noise of a bursty load does not read as a trend.
 //! - Seasonal profile: `Sb(k)` = mean of the stored means of buckets `k − s × season` for
 //!   `s = 1..=seasons_kept` (empty ones ignored); `S(t)` interpolates `Sb` linearly between
 //!   bucket centres.
 //! - With at least one full season of history and `S(now)` known, for each point `t` where the
-//!   piecewise-linear `S` can peak on `[now, now + horizon + bucket]` (both ends and the bucket
-//!   centres between):
+//!   piecewise-linear `S` can peak on `[now, now + horizon + interval]` (`interval`: the time
+//!   since the previous tick, the best guess of the time to the next decision, at most a
+//!   bucket; both ends and the bucket centres between):
 //!   `f(t) = ½ × L × min(S(t) / S(now), 4) + ½ × (L + S(t) − S(now))`,
 //!   the current level carried along the seasonal shape, multiplicatively and additively
 //!   blended (the additive half keeps the forecast sane where `S(now)` is near zero; the cap
@@ -183,6 +186,10 @@ impl Params {
     fn tau_secs(&self) -> f64 {
         (self.horizon_ms as f64 / 1000.0).max(1.0)
     }
+
+    fn trend_tau_secs(&self) -> f64 {
+        (self.layout.bucket_ms as f64 / 1000.0).max(self.tau_secs())
+    }
 }
 
 /// History and smoothing state of one binding.
@@ -208,15 +215,16 @@ impl Model {
     }
 
     /// Loads saved state, starting afresh if it is missing, malformed or of another layout.
-    pub fn load(layout: Layout, meta: Option<&[u8]>, ring: Option<&[u8]>) -> Self {
+    /// Takes the ring by value: it is the bulk of the state and is used as it is.
+    pub fn load(layout: Layout, meta: Option<&[u8]>, ring: Option<Vec<u8>>) -> Self {
         let slots = layout.slots() as usize;
         match meta.and_then(Meta::decode) {
             Some(meta) if meta.layout == layout => {
                 let ring = ring.filter(|r| r.len() == slots * 4);
                 Model {
                     meta,
-                    ring: ring.map_or_else(|| empty_ring(slots), <[u8]>::to_vec),
                     ring_dirty: ring.is_none(),
+                    ring: ring.unwrap_or_else(|| empty_ring(slots)),
                 }
             }
             // A ring left by other state would be misread: overwrite it.
@@ -281,17 +289,18 @@ impl Model {
         self.meta.first_bucket.get_or_insert(k);
         self.meta.cur_sum += value;
         self.meta.cur_count += 1;
-        self.holt(now_ms, value, params.tau_secs(), layout);
+        self.holt(now_ms, value, params, layout);
     }
 
-    fn holt(&mut self, now_ms: u64, x: f64, tau: f64, layout: Layout) {
+    fn holt(&mut self, now_ms: u64, x: f64, params: &Params, layout: Layout) {
+        let (tau, trend_tau) = (params.tau_secs(), params.trend_tau_secs());
         let m = &mut self.meta;
         let season_ms = layout.bucket_ms * layout.buckets_per_season;
         match m.last_ms {
             Some(last) if now_ms > last && now_ms - last <= season_ms => {
                 let dt = (now_ms - last) as f64 / 1000.0;
                 let alpha = 1.0 - (-dt / tau).exp();
-                let beta = 1.0 - (-dt / (2.0 * tau)).exp();
+                let beta = 1.0 - (-dt / trend_tau).exp();
                 let prev = m.level;
                 m.level = alpha * x + (1.0 - alpha) * (m.level + m.trend * dt);
                 m.trend = beta * (m.level - prev) / dt + (1.0 - beta) * m.trend;
@@ -353,15 +362,16 @@ impl Model {
             .is_some_and(|f| self.meta.cur_bucket >= f + self.meta.layout.buckets_per_season)
     }
 
-    /// Demand forecast for the coming `horizon + bucket`; `None` without a full season.
-    pub fn forecast(&self, now_ms: u64, params: &Params) -> Option<f64> {
+    /// Demand forecast for the coming `horizon + interval` (`interval`: the time to the next
+    /// decision, at most a bucket); `None` without a full season.
+    pub fn forecast(&self, now_ms: u64, params: &Params, interval_ms: u64) -> Option<f64> {
         if !self.has_full_season() {
             return None;
         }
         let s_now = self.seasonal_at(now_ms)?;
         let level = self.meta.level;
         let bucket_ms = self.meta.layout.bucket_ms;
-        let end = now_ms + params.horizon_ms + bucket_ms;
+        let end = now_ms + params.horizon_ms + interval_ms.min(bucket_ms);
         // The piecewise-linear S peaks at an end or at a bucket centre.
         let first_centre = (now_ms / bucket_ms) * bucket_ms + bucket_ms / 2;
         let centres = (0..)
@@ -466,12 +476,13 @@ mod tests {
         while now < to {
             let x = load(now);
             model.observe(now, x, &p);
-            let desired = desired_replicas(x, model.forecast(now, &p), UNIT, 1, 1000);
+            let desired = desired_replicas(x, model.forecast(now, &p, TICK_MS), UNIT, 1, 1000);
             check(now, desired);
             let ring = model.ring_dirty.then(|| model.ring.clone());
             let meta = model.meta.encode();
-            let reloaded = Model::load(p.layout, Some(&meta), ring.as_deref());
-            if ring.is_some() {
+            let saved_ring = ring.is_some();
+            let reloaded = Model::load(p.layout, Some(&meta), ring);
+            if saved_ring {
                 *model = Model {
                     ring_dirty: false,
                     ..reloaded
@@ -488,7 +499,7 @@ mod tests {
         let p = params();
         let mut m = Model::new(p.layout);
         m.observe(START + 3_600_000, 500.0, &p);
-        assert_eq!(m.forecast(START + 3_600_000, &p), None);
+        assert_eq!(m.forecast(START + 3_600_000, &p, TICK_MS), None);
         assert_eq!(desired_replicas(500.0, None, UNIT, 1, 1000), 56);
         // Still reactive through the whole first season.
         let mut m = Model::new(p.layout);
@@ -556,7 +567,7 @@ mod tests {
                 worst = worst.max(f64::from(desired) / f64::from(needed.max(1)));
             },
         );
-        // The envelope looks up to horizon + bucket ahead: a few percent at most here.
+        // The envelope looks up to horizon + one tick ahead: a few percent at most here.
         assert!(worst < 1.1, "overshoot ratio {worst}");
     }
 
@@ -576,7 +587,7 @@ mod tests {
         }
         let now = t - TICK_MS;
         let x = base + 2.0 * (now - t0) as f64 / 1000.0;
-        let f = m.forecast(now, &p).unwrap();
+        let f = m.forecast(now, &p, TICK_MS).unwrap();
         assert!(f > x + 60.0, "forecast {f} vs load {x}");
         assert!(f <= 1.5 * x + 1.0);
     }
@@ -592,7 +603,7 @@ mod tests {
         assert_eq!(meta.len(), 97);
         let ring = m.ring.clone();
         assert_eq!(ring.len(), 2016 * 4);
-        let back = Model::load(p.layout, Some(&meta), Some(&ring));
+        let back = Model::load(p.layout, Some(&meta), Some(ring.clone()));
         assert_eq!(back.meta, m.meta);
         assert_eq!(back.ring, ring);
         // Another layout or garbage starts afresh, overwriting a stale ring.
@@ -600,7 +611,7 @@ mod tests {
             seasons_kept: 3,
             ..p.layout
         };
-        let fresh = Model::load(other, Some(&meta), Some(&ring));
+        let fresh = Model::load(other, Some(&meta), Some(ring.clone()));
         assert_eq!(fresh.meta, Meta::new(other));
         assert!(fresh.ring_dirty && fresh.ring_values().all(f32::is_nan));
         assert_eq!(fresh.ring_values().count(), 864);
