@@ -75,6 +75,7 @@ fn tick(c: &mut Criterion) {
     let tenant = TenantSpec {
         name: "t".into(),
         namespaces: vec!["web".into(), "batch".into()],
+        workloads: vec![],
         vm_pools: vec![],
     };
     let engine = TickEngine::new(

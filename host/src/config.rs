@@ -3,6 +3,7 @@
 //! The full reference is in the README ("Config reference"); `demo.toml` beside this file is a
 //! complete example.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,9 @@ pub struct HostConfig {
     /// Policies bound to targets.
     #[serde(default)]
     pub bindings: Vec<BindingSpec>,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
     /// The folder relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -59,6 +63,35 @@ pub struct HostConfig {
 
 fn default_data_dir() -> PathBuf {
     PathBuf::from("scalehost-data")
+}
+
+/// The HTTP API (`docs/api.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Where to listen, e.g. `127.0.0.1:8080`; no API without it.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// A file holding the admin token; else the `SCALEHOST_ADMIN_TOKEN` environment variable.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+    /// The largest plugin accepted, bytes (default 64 MiB).
+    #[serde(default = "default_max_plugin_bytes")]
+    pub max_plugin_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: None,
+            admin_token_file: None,
+            max_plugin_bytes: default_max_plugin_bytes(),
+        }
+    }
+}
+
+fn default_max_plugin_bytes() -> usize {
+    crate::registry::DEFAULT_MAX_PLUGIN_BYTES
 }
 
 /// Which cluster the host acts on.
@@ -110,15 +143,32 @@ impl HostConfig {
         Ok(config)
     }
 
+    /// What `serve` runs with when no config file is given: the embedded simulated cluster of
+    /// `default.toml` (beside this file), no tenants, no bindings.
+    pub fn embedded_default() -> Self {
+        Self::from_toml(DEFAULT_CONFIG, Path::new("default.toml"), PathBuf::new())
+            .expect("the embedded default config is valid")
+    }
+
     /// `path` resolved against the config's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         self.base_dir.join(path)
     }
 }
 
+/// The embedded default config.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_default_parses() {
+        let config = HostConfig::embedded_default();
+        assert!(config.tenants.is_empty() && config.bindings.is_empty());
+        assert!(!config.cluster.simulated.workloads.is_empty());
+    }
 
     #[test]
     fn the_demo_config_parses() {

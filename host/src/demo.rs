@@ -120,10 +120,11 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         }
     }
     for binding in &mut config.bindings {
-        binding.plugin = options.plugins.join(&binding.plugin);
-        if !binding.plugin.is_file() {
-            return Err(DemoError::PluginMissing(binding.plugin.clone()));
+        let plugin = options.plugins.join(&binding.plugin);
+        if !plugin.is_file() {
+            return Err(DemoError::PluginMissing(plugin));
         }
+        binding.plugin = plugin.to_string_lossy().into_owned();
     }
     println!(
         "scalehost demo: compiling {} policies…",

@@ -6,9 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use tokio::sync::mpsc;
+
+use crate::api::{self, ApiState};
 use crate::backends::simulated::{SimError, SimulatedCluster};
 use crate::backends::{Clock, Cluster};
 use crate::config::{BackendKind, HostConfig};
+use crate::control::{Control, ControlError};
+use crate::registry::{PluginRegistry, RegistryError};
 use crate::runtime::{CompileError, CompiledPolicy, EngineError, PolicyEngine};
 use crate::state::{StateError, StateStore};
 use crate::tick::{AuditError, AuditLog, BindError, Scheduler, TickEngine};
@@ -49,6 +56,34 @@ pub enum HostError {
     /// Two tenants or two bindings of a tenant share a name.
     #[error("duplicate {0} in the config")]
     Duplicate(String),
+    /// The plugin registry could not be opened.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The control plane could not be opened.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The API has no admin token.
+    #[error(
+        "the API needs an admin token: set SCALEHOST_ADMIN_TOKEN or give --admin-token-file (api.admin_token_file)"
+    )]
+    NoAdminToken,
+    /// The admin token file could not be read or is empty.
+    #[error("admin token file {path}: {message}")]
+    AdminToken {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The API could not listen.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a plugin file could not be loaded.
@@ -88,11 +123,15 @@ pub fn load_plugin(engine: &PolicyEngine, path: &Path) -> Result<CompiledPolicy,
         })
 }
 
-/// A running scalehost: the wasm engine, the tick engine and its bindings, and the backend.
+/// A running scalehost: the wasm engine, the tick engine and its bindings, the backend, the
+/// control plane and, when configured, the HTTP API.
 pub struct Host {
     runtime: Arc<PolicyEngine>,
     engine: Arc<TickEngine>,
     simulated: Option<(Arc<SimulatedCluster>, f64)>,
+    control: Arc<Control>,
+    api: Option<(tokio::net::TcpListener, Arc<ApiState>)>,
+    added: mpsc::UnboundedReceiver<(String, String)>,
 }
 
 impl Host {
@@ -148,7 +187,7 @@ impl Host {
                     spec.tenant, spec.name
                 )));
             }
-            let path = config.resolve(&spec.plugin);
+            let path = config.resolve(Path::new(&spec.plugin));
             let bytes = std::fs::read(&path).map_err(|source| PluginError::Read {
                 path: path.clone(),
                 source,
@@ -174,8 +213,43 @@ impl Host {
                 .await
                 .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
         }
+        // Tenants, plugins and bindings managed at run time, from the data dir.
+        let admin_token = admin_token(&config)?;
+        let db = crate::control::open_database(&data_dir)?;
+        let registry = Arc::new(PluginRegistry::open(
+            runtime.clone(),
+            db.clone(),
+            &data_dir,
+            config.api.max_plugin_bytes,
+        )?);
+        let static_tenants = config.tenants.iter().map(|t| t.name.clone()).collect();
+        let (mut control, added) = {
+            let engine = engine.clone();
+            let token = admin_token.clone();
+            tokio::task::spawn_blocking(move || {
+                Control::open(db, registry, engine, token.as_deref(), static_tenants)
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            .map(|control| (control, mpsc::unbounded_channel()))?
+        };
+        let (announce, added) = added;
+        control.announce_to(announce);
+        let control = Arc::new(control);
+        let api = match config.api.listen {
+            Some(addr) => {
+                if admin_token.is_none() {
+                    return Err(HostError::NoAdminToken);
+                }
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| HostError::Listen { addr, source })?;
+                Some((listener, ApiState::new(control.clone())))
+            }
+            None => None,
+        };
         tracing::info!(
-            bindings = config.bindings.len(),
+            bindings = engine.bindings().len(),
             plugins = by_digest.len(),
             "host ready"
         );
@@ -183,7 +257,20 @@ impl Host {
             runtime,
             engine,
             simulated,
+            control,
+            api,
+            added,
         })
+    }
+
+    /// The control plane (tenants, plugins, bindings managed at run time).
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    /// Where the API listens, when it does (port 0 in the config is resolved here).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The tick engine (bindings, audit, state).
@@ -206,12 +293,20 @@ impl Host {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Runs until `stop` completes, then lets ticks in flight finish.
+    /// Runs until `stop` completes, then stops the API (requests in flight are answered) and
+    /// lets ticks in flight finish.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), HostError> {
-        let mut scheduler = Scheduler::new(self.engine.clone());
+        let Host {
+            engine,
+            simulated,
+            api,
+            mut added,
+            ..
+        } = self;
+        let mut scheduler = Scheduler::new(engine.clone());
         scheduler.start_all();
         // The simulated cluster's clock follows real time, scaled.
-        let driver = self.simulated.clone().map(|(sim, scale)| {
+        let driver = simulated.map(|(sim, scale)| {
             tokio::spawn(async move {
                 let (start_real, start_virtual) = (tokio::time::Instant::now(), sim.now());
                 let mut every = tokio::time::interval(Duration::from_millis(50));
@@ -222,8 +317,33 @@ impl Host {
                 }
             })
         });
-        stop.await;
-        tracing::info!("stopping: waiting for ticks in flight");
+        let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = api.map(|(listener, state)| {
+            let router = api::router(state.clone());
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "API listening");
+            }
+            state.set_ready();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = api_stopped.await;
+                    })
+                    .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "the API stopped");
+                }
+            })
+        });
+        tokio::select! {
+            () = stop => {}
+            () = scheduler.follow(&mut added) => {}
+        }
+        tracing::info!("stopping: waiting for requests and ticks in flight");
+        let _ = stop_api.send(());
+        if let Some(server) = server {
+            let _ = server.await;
+        }
         scheduler.shutdown().await;
         if let Some(driver) = driver {
             driver.abort();
@@ -231,6 +351,29 @@ impl Host {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The admin token: from `api.admin_token_file`, else `SCALEHOST_ADMIN_TOKEN`.
+fn admin_token(config: &HostConfig) -> Result<Option<String>, HostError> {
+    if let Some(file) = &config.api.admin_token_file {
+        let path = config.resolve(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| HostError::AdminToken {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(HostError::AdminToken {
+                path,
+                message: "the file is empty".into(),
+            });
+        }
+        return Ok(Some(token.to_owned()));
+    }
+    Ok(std::env::var("SCALEHOST_ADMIN_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty()))
 }
 
 async fn shutdown_signal() {

@@ -5,17 +5,23 @@
 //! - [`runtime`] compiles policies once and runs each invocation in a fresh sandbox;
 //! - [`tick`] runs a tick (invoke, rails, apply, audit) and schedules ticks;
 //! - [`backends`] answers metrics and carries out actuation (the simulated cluster by default);
-//! - [`state`] keeps per-binding state across ticks and restarts.
+//! - [`state`] keeps per-binding state across ticks and restarts;
+//! - [`control`], [`registry`] and [`api`] manage tenants, plugins and bindings at run time over
+//!   HTTP; [`client`] is the command line's side of that API.
 //!
 //! The design and its invariants are in `docs/architecture.md`.
 
+pub mod api;
 pub mod backends;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod duration;
 mod host;
 pub mod model;
+pub mod registry;
 pub mod runtime;
 pub mod sim;
 pub mod state;

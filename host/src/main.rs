@@ -5,14 +5,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use scalehost::cli::{Cli, Command};
-use scalehost::config::HostConfig;
 use scalehost::runtime::{EngineConfig, PolicyEngine};
 use scalehost::{Host, demo, validate};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_filter = if matches!(cli.command, Command::Serve { .. }) {
+    let default_filter = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {
         "warn"
@@ -33,9 +32,14 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { config } => {
-            let config = HostConfig::from_file(&config)?;
-            Host::from_config(config).await?.run().await?;
+        Command::Serve(options) => {
+            Host::from_config(options.host_config()?)
+                .await?
+                .run()
+                .await?;
+        }
+        Command::Client(command) => {
+            return Ok(scalehost::client::run(command).await);
         }
         Command::Demo(options) => {
             demo::run(options).await?;

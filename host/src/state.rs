@@ -40,6 +40,11 @@ pub fn namespace(tenant: &str, binding: &str) -> String {
     format!("{tenant}/{binding}")
 }
 
+/// The state namespace of a binding's shadow revision, kept apart from the active one's.
+pub fn shadow_namespace(tenant: &str, binding: &str) -> String {
+    format!("{tenant}/{binding}#shadow")
+}
+
 type MemoryMap = BTreeMap<(String, String), Vec<u8>>;
 
 /// The embedded key/value store behind the `state` interface: redb in the data dir, or a plain

@@ -1,7 +1,7 @@
 //! Shared set-up for the integration tests: an engine, a simulated cluster, a tenant, bindings.
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -115,6 +115,7 @@ pub fn tenant() -> TenantSpec {
     TenantSpec {
         name: "t".into(),
         namespaces: vec!["web".into(), "batch".into()],
+        workloads: vec![],
         vm_pools: vec!["pool".into()],
     }
 }
@@ -168,7 +169,7 @@ pub fn fixture_binding(
     BindingSpec {
         tenant: "t".into(),
         name: name.into(),
-        plugin: PathBuf::from(scalehost_test_artifacts::POLICY_FIXTURE),
+        plugin: scalehost_test_artifacts::POLICY_FIXTURE.to_owned(),
         interval: Duration::from_millis(100),
         config,
         targets,

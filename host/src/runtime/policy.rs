@@ -192,6 +192,11 @@ impl CompiledPolicy {
         self.size
     }
 
+    /// The compiled code in wasmtime's artifact format, for [`crate::registry`]'s disk cache.
+    pub fn serialize(&self) -> Result<Vec<u8>, wasmtime::Error> {
+        self.pre.instance_pre().component().serialize()
+    }
+
     /// The component's imports (interfaces of the world, and WASI where a runtime needs it).
     pub fn imports(&self) -> &[String] {
         &self.imports

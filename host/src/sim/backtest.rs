@@ -273,6 +273,7 @@ impl Backtest {
         engine.add_tenant(TenantSpec {
             name: "backtest".into(),
             namespaces: vec!["backtest".into()],
+            workloads: vec![],
             vm_pools: vec![],
         });
         let app = workload();

@@ -89,6 +89,12 @@ pub struct AuditRecord {
     pub binding: String,
     /// The plugin digest that ran.
     pub plugin: String,
+    /// The binding's revision, for bindings managed through the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// What the shadow revision would have done, when the binding has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowRecord>,
     /// How it ended.
     pub outcome: Outcome,
     /// What the policy asked for (also on failure: recorded, not applied).
@@ -106,6 +112,20 @@ pub struct AuditRecord {
     pub elapsed_us: u64,
     /// Failures in a row, this one included.
     pub consecutive_failures: u32,
+}
+
+/// A shadow revision's run on a tick: recorded beside the active one's, never applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowRecord {
+    /// Its plugin digest.
+    pub plugin: String,
+    /// Its revision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What it asked for.
+    pub intents: Vec<Intent>,
 }
 
 /// Where audit records go: a bounded in-memory window, an optional JSON-lines file, and

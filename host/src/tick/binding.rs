@@ -1,7 +1,7 @@
 //! A binding: a tenant's policy, its config, targets, rails, limits and fallback.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,8 +20,9 @@ pub struct BindingSpec {
     pub tenant: String,
     /// Its name, unique within the tenant.
     pub name: String,
-    /// The plugin component (`.wasm`), relative to the config file's folder.
-    pub plugin: PathBuf,
+    /// The plugin: in a config file a component file (`.wasm`, relative to the file's folder);
+    /// through the API a digest (`sha256:<hex>`), `name@version` resolved when bound.
+    pub plugin: String,
     /// Time between ticks (default 15 s).
     #[serde(default = "default_interval", with = "crate::duration")]
     pub interval: Duration,
@@ -169,17 +170,40 @@ pub struct Health {
 }
 
 /// A binding bound to its compiled policy, with the rails' memory and its health.
+///
+/// A new revision of the same binding (a live swap) is a new `Binding` that shares the rails'
+/// memory, the health, the pause switch and the generation of the one it replaces, so a tick in
+/// flight on the old revision is not lost and the scheduler keeps one rhythm.
 pub struct Binding {
     /// As configured.
     pub spec: BindingSpec,
     /// The compiled plugin.
     pub policy: Arc<CompiledPolicy>,
+    /// The control plane's revision number, for bindings managed through the API.
+    pub revision: Option<u64>,
+    /// A revision that runs on the same ticks, dry.
+    pub shadow: Option<Shadow>,
     pub(crate) config_json: String,
     pub(crate) tenant: Arc<str>,
     pub(crate) name: Arc<str>,
     pub(crate) scope: Arc<Scope>,
-    pub(crate) rails: Mutex<HashMap<WorkloadRef, RailHistory>>,
-    pub(crate) health: Mutex<Health>,
+    pub(crate) generation: u64,
+    pub(crate) paused: Arc<AtomicBool>,
+    pub(crate) rails: Arc<Mutex<HashMap<WorkloadRef, RailHistory>>>,
+    pub(crate) health: Arc<Mutex<Health>>,
+}
+
+/// A shadow revision: ticks with its binding, its intents recorded in the audit and never
+/// applied, its state kept apart (namespace `<tenant>/<binding>#shadow`).
+pub struct Shadow {
+    /// Its spec (config, limits; targets and rails as the active one's).
+    pub spec: BindingSpec,
+    /// Its compiled plugin.
+    pub policy: Arc<CompiledPolicy>,
+    /// Its revision number.
+    pub revision: Option<u64>,
+    pub(crate) config_json: String,
+    pub(crate) scope: Arc<Scope>,
 }
 
 impl std::fmt::Debug for Binding {
@@ -201,6 +225,17 @@ impl Binding {
     /// Binding name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// True while the binding is paused: its ticks are skipped.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Which instance of `tenant/name` this is: the same across revisions, new when the binding
+    /// is removed and created again (the scheduler stops the old one's task).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Health now.

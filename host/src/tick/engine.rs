@@ -1,17 +1,18 @@
 //! Runs one tick of a binding: invoke, then commit state and apply intents through the rails, or
 //! count the failure and fall back; always leave an audit record.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::audit::{Action, AuditLog, AuditRecord, Outcome};
-use super::binding::{Binding, BindingSpec, FallbackAction, Health};
+use super::audit::{Action, AuditLog, AuditRecord, Outcome, ShadowRecord};
+use super::binding::{Binding, BindingSpec, FallbackAction, Shadow};
 use super::scope::{Scope, TenantSpec};
 use crate::backends::{Clock, Cluster};
 use crate::model::{BackendError, TimestampMs, WorkloadRef};
 use crate::runtime::{Access, CompiledPolicy, Intent, InvocationError, StagedState};
-use crate::state::{StateStore, namespace};
+use crate::state::{StateStore, namespace, shadow_namespace};
 
 /// Why a binding was refused.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,34 @@ pub struct TickEngine {
     max_memory_bytes: u64,
     tenants: RwLock<BTreeMap<String, TenantSpec>>,
     bindings: RwLock<BTreeMap<(String, String), Arc<Binding>>>,
+    generations: AtomicU64,
+}
+
+/// What [`TickEngine::bind_with`] installs beside the spec.
+#[derive(Default)]
+pub struct BindOptions {
+    /// The control plane's revision number.
+    pub revision: Option<u64>,
+    /// A shadow revision to run dry on the same ticks.
+    pub shadow: Option<ShadowOptions>,
+    /// Pause (true) or resume (false); `None` keeps the current switch (new bindings run).
+    pub paused: Option<bool>,
+}
+
+/// A shadow revision to check and install.
+pub struct ShadowOptions {
+    /// Its spec (same tenant and name as the binding).
+    pub spec: BindingSpec,
+    /// Its compiled plugin.
+    pub policy: Arc<CompiledPolicy>,
+    /// Its revision number.
+    pub revision: Option<u64>,
+}
+
+/// What [`TickEngine::check`] found.
+struct Checked {
+    id: String,
+    scope: Scope,
 }
 
 /// Attempts at an actuation call that the backend answers `unavailable`.
@@ -93,6 +122,7 @@ impl TickEngine {
             max_memory_bytes,
             tenants: RwLock::default(),
             bindings: RwLock::default(),
+            generations: AtomicU64::new(0),
         }
     }
 
@@ -112,6 +142,14 @@ impl TickEngine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(tenant.name.clone(), tenant);
+    }
+
+    /// Removes a tenant (its bindings must be gone: a tick of one would find no grants).
+    pub fn remove_tenant(&self, name: &str) {
+        self.tenants
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 
     /// The binding `tenant/name`.
@@ -138,6 +176,95 @@ impl TickEngine {
         spec: BindingSpec,
         policy: Arc<CompiledPolicy>,
     ) -> Result<Arc<Binding>, BindError> {
+        self.bind_with(spec, policy, BindOptions::default())
+    }
+
+    /// [`bind`](Self::bind) with a revision number, a shadow revision, and the pause switch.
+    pub fn bind_with(
+        &self,
+        spec: BindingSpec,
+        policy: Arc<CompiledPolicy>,
+        options: BindOptions,
+    ) -> Result<Arc<Binding>, BindError> {
+        let checked = self.check(&spec, &policy)?;
+        let shadow = match options.shadow {
+            Some(shadow) => {
+                if shadow.spec.tenant != spec.tenant || shadow.spec.name != spec.name {
+                    return Err(BindError::Invalid {
+                        binding: checked.id,
+                        message: "a shadow belongs to its own binding".into(),
+                    });
+                }
+                let scope = self.check(&shadow.spec, &shadow.policy)?.scope;
+                Some(Shadow {
+                    config_json: shadow.spec.config.to_string(),
+                    spec: shadow.spec,
+                    policy: shadow.policy,
+                    revision: shadow.revision,
+                    scope: Arc::new(scope),
+                })
+            }
+            None => None,
+        };
+        let key = (spec.tenant.clone(), spec.name.clone());
+        let mut bindings = self.bindings.write().unwrap_or_else(|p| p.into_inner());
+        check_owners(&bindings, &key, &checked.scope, &checked.id)?;
+        let (rails, health, paused, generation) = match bindings.get(&key) {
+            Some(old) => (
+                old.rails.clone(),
+                old.health.clone(),
+                old.paused.clone(),
+                old.generation,
+            ),
+            None => (
+                Arc::default(),
+                Arc::default(),
+                Arc::default(),
+                self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+            ),
+        };
+        if let Some(pause) = options.paused {
+            paused.store(pause, Ordering::Relaxed);
+        }
+        let binding = Arc::new(Binding {
+            config_json: spec.config.to_string(),
+            tenant: spec.tenant.as_str().into(),
+            name: spec.name.as_str().into(),
+            spec,
+            policy,
+            revision: options.revision,
+            shadow,
+            scope: Arc::new(checked.scope),
+            generation,
+            paused,
+            rails,
+            health,
+        });
+        bindings.insert(key, binding.clone());
+        Ok(binding)
+    }
+
+    /// Checks a binding without installing it (what [`bind`](Self::bind) checks first).
+    pub fn check_binding(
+        &self,
+        spec: &BindingSpec,
+        policy: &CompiledPolicy,
+    ) -> Result<(), BindError> {
+        self.check(spec, policy).map(|_| ())
+    }
+
+    /// Pauses or resumes `tenant/name`; false if there is no such binding.
+    pub fn set_paused(&self, tenant: &str, name: &str, paused: bool) -> bool {
+        match self.binding(tenant, name) {
+            Some(binding) => {
+                binding.paused.store(paused, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn check(&self, spec: &BindingSpec, policy: &CompiledPolicy) -> Result<Checked, BindError> {
         let id = format!("{}/{}", spec.tenant, spec.name);
         let invalid = |message: String| BindError::Invalid {
             binding: id.clone(),
@@ -205,16 +332,13 @@ impl TickEngine {
             &scope,
             &id,
         )?;
-        let config_json = spec.config.to_string();
-        let (tenant_name, name): (Arc<str>, Arc<str>) =
-            (spec.tenant.as_str().into(), spec.name.as_str().into());
         let staged = StagedState::new(self.state.clone(), namespace(&spec.tenant, &spec.name));
         policy
             .validate_config(
-                &config_json,
+                &spec.config.to_string(),
                 spec.limits,
-                tenant_name.clone(),
-                name.clone(),
+                spec.tenant.as_str().into(),
+                spec.name.as_str().into(),
                 self.clock.now_ms(),
                 staged,
             )
@@ -222,27 +346,7 @@ impl TickEngine {
                 binding: id.clone(),
                 message: crate::display_chain(&e),
             })?;
-        let mut bindings = self.bindings.write().unwrap_or_else(|p| p.into_inner());
-        check_owners(&bindings, &key, &scope, &id)?;
-        let (rails, health) = match bindings.get(&key) {
-            Some(old) => (
-                old.rails.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-                old.health.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            ),
-            None => (HashMap::new(), Health::default()),
-        };
-        let binding = Arc::new(Binding {
-            spec,
-            policy,
-            config_json,
-            tenant: tenant_name,
-            name,
-            scope: Arc::new(scope),
-            rails: Mutex::new(rails),
-            health: Mutex::new(health),
-        });
-        bindings.insert(key, binding.clone());
-        Ok(binding)
+        Ok(Checked { id, scope })
     }
 
     /// Removes a binding; its state stays in the store.
@@ -281,6 +385,11 @@ impl TickEngine {
             tenant: binding.tenant.to_string(),
             binding: binding.name.to_string(),
             plugin: binding.policy.digest().to_owned(),
+            revision: binding.revision,
+            shadow: binding
+                .shadow
+                .as_ref()
+                .map(|shadow| self.tick_shadow(binding, shadow, now)),
             outcome: Outcome::Ok,
             intents: invocation.intents,
             actions: Vec::new(),
@@ -333,6 +442,43 @@ impl TickEngine {
         }
         self.audit.append(&record);
         record
+    }
+
+    /// Runs the shadow revision on the same instant, dry: its state is committed under its own
+    /// namespace, its intents only recorded.
+    fn tick_shadow(&self, binding: &Binding, shadow: &Shadow, now: TimestampMs) -> ShadowRecord {
+        let access = Access {
+            cluster: self.cluster.clone(),
+            scope: shadow.scope.clone(),
+        };
+        let staged = StagedState::new(
+            self.state.clone(),
+            shadow_namespace(&binding.tenant, &binding.name),
+        );
+        let invocation = shadow.policy.tick(
+            &shadow.config_json,
+            shadow.spec.limits,
+            binding.tenant.clone(),
+            binding.name.clone(),
+            now,
+            access,
+            staged,
+        );
+        let result = invocation.result.and_then(|()| {
+            invocation
+                .state
+                .commit()
+                .map_err(|e| InvocationError::State(crate::display_chain(&e)))
+        });
+        ShadowRecord {
+            plugin: shadow.policy.digest().to_owned(),
+            revision: shadow.revision,
+            outcome: match result {
+                Ok(_) => Outcome::Ok,
+                Err(error) => Outcome::Failed { error },
+            },
+            intents: invocation.intents,
+        }
     }
 
     fn apply_intents(

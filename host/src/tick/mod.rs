@@ -10,9 +10,9 @@ mod guard;
 mod scheduler;
 mod scope;
 
-pub use audit::{Action, AuditError, AuditLog, AuditRecord, Outcome};
-pub use binding::{Binding, BindingSpec, FallbackAction, FallbackSpec, Health, TargetSpec};
-pub use engine::{BindError, TickEngine};
+pub use audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, ShadowRecord};
+pub use binding::{Binding, BindingSpec, FallbackAction, FallbackSpec, Health, Shadow, TargetSpec};
+pub use engine::{BindError, BindOptions, ShadowOptions, TickEngine};
 pub use guard::{Adjustment, RailHistory, Rails, Verdict};
 pub use scheduler::Scheduler;
 pub use scope::{Scope, TenantSpec};

@@ -30,7 +30,9 @@ impl Scheduler {
     }
 
     /// Starts ticking `tenant/name`. The task looks the binding up before every tick, so a
-    /// replaced binding runs its new version from its next tick on, and a removed one stops.
+    /// replaced binding (a new revision) runs from its next tick on, on the same rhythm: no
+    /// tick is missed or run twice. A paused binding's ticks are skipped; a removed one's task
+    /// ends, as does one whose binding was removed and created again (the new one has its own).
     pub fn start(&mut self, tenant: &str, name: &str) {
         let engine = self.engine.clone();
         let mut shutdown = self.shutdown.subscribe();
@@ -39,6 +41,7 @@ impl Scheduler {
             let Some(first) = engine.binding(&tenant, &name) else {
                 return;
             };
+            let generation = first.generation();
             let interval = first.spec.interval;
             // Spread bindings over their interval so they do not all tick at once.
             let phase = jitter(&tenant, &name, interval);
@@ -52,10 +55,18 @@ impl Scheduler {
                 let Some(binding) = engine.binding(&tenant, &name) else {
                     break;
                 };
+                if binding.generation() != generation {
+                    break;
+                }
                 if binding.spec.interval != ticker.period() {
-                    ticker = tokio::time::interval(binding.spec.interval);
+                    ticker = tokio::time::interval_at(
+                        Instant::now() + binding.spec.interval,
+                        binding.spec.interval,
+                    );
                     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                    ticker.tick().await;
+                }
+                if binding.is_paused() {
+                    continue;
                 }
                 let engine = engine.clone();
                 let tick = tokio::task::spawn_blocking(move || engine.tick(&binding));
@@ -70,6 +81,16 @@ impl Scheduler {
     pub fn start_all(&mut self) {
         for binding in self.engine.bindings() {
             self.start(binding.tenant(), binding.name());
+        }
+    }
+
+    /// Starts ticking each binding named on `added` as it arrives (bindings created at run time).
+    pub async fn follow(
+        &mut self,
+        added: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    ) {
+        while let Some((tenant, name)) = added.recv().await {
+            self.start(&tenant, &name);
         }
     }
 

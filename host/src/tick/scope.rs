@@ -13,6 +13,9 @@ pub struct TenantSpec {
     /// Namespaces whose workloads it may read and scale.
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// Single workloads it may read and scale outside those namespaces.
+    #[serde(default)]
+    pub workloads: Vec<WorkloadRef>,
     /// VM pools it may list and power.
     #[serde(default)]
     pub vm_pools: Vec<String>,
@@ -30,19 +33,20 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Reading a workload needs its namespace granted to the tenant.
+    /// Reading a workload needs its namespace, or the workload itself, granted to the tenant.
     pub fn check_read(&self, target: &WorkloadRef) -> Result<(), BackendError> {
-        if self
+        let granted = self
             .tenant
             .namespaces
             .iter()
             .any(|ns| *ns == target.namespace)
-        {
+            || self.tenant.workloads.contains(target);
+        if granted {
             Ok(())
         } else {
             Err(BackendError::Forbidden(format!(
-                "namespace {} is not granted to tenant {}",
-                target.namespace, self.tenant.name
+                "{target} is not granted to tenant {} (neither its namespace nor the workload)",
+                self.tenant.name
             )))
         }
     }

@@ -1,0 +1,627 @@
+//! The plugin registry: components stored by sha256, compiled once, the compiled artifact kept.
+//!
+//! Start with [`PluginRegistry::add`] (an upload) and [`PluginRegistry::load`] (a binding needs
+//! a digest). Under the data dir:
+//!
+//! - `plugins/<hex>.wasm`: the component's bytes, content-addressed;
+//! - `artifacts/<hex>-<engine>.cwasm`: wasmtime's compiled form, keyed by digest and by the
+//!   engine's compatibility hash, loaded by mmap ([`Component::deserialize_file`]) so that a
+//!   restart or a swap never recompiles;
+//! - the records, in the control database's `plugins` table ([`crate::control`]).
+//!
+//! Files are written to a temporary name, fsynced, renamed and the folder fsynced before the
+//! record that points at them is committed: a crash leaves at worst an unreferenced file.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use wasmtime::component::Component;
+
+use crate::runtime::{CompileError, CompiledPolicy, PolicyEngine, WORLD, digest_of};
+
+const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+
+/// Default largest component accepted, bytes.
+pub const DEFAULT_MAX_PLUGIN_BYTES: usize = 64 << 20;
+
+/// Who uploaded a plugin. The admin's plugins are shared with every tenant; a tenant's are
+/// visible to that tenant only (the same bytes uploaded by two tenants are stored once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// The operator.
+    Admin,
+    /// A tenant.
+    Tenant(String),
+}
+
+/// A record with who may see it, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    record: PluginRecord,
+    /// Uploaded by the admin: visible to all.
+    shared: bool,
+    /// Tenants that uploaded it.
+    tenants: Vec<String>,
+}
+
+impl Stored {
+    fn visible_to(&self, owner: &Owner) -> bool {
+        match owner {
+            Owner::Admin => true,
+            Owner::Tenant(t) => self.shared || self.tenants.contains(t),
+        }
+    }
+
+    fn claim(&mut self, owner: &Owner) {
+        match owner {
+            Owner::Admin => self.shared = true,
+            Owner::Tenant(t) if !self.tenants.contains(t) => self.tenants.push(t.clone()),
+            Owner::Tenant(_) => {}
+        }
+    }
+
+    fn unclaimed(&self) -> bool {
+        !self.shared && self.tenants.is_empty()
+    }
+}
+
+/// A stored plugin, as the API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// `sha256:<hex>` of the bytes.
+    pub digest: String,
+    /// Size of the component, bytes.
+    pub size: u64,
+    /// The world it is a component of.
+    pub world: String,
+    /// Its imports: the policy world's interfaces, and WASI where a language runtime needs it.
+    pub imports: Vec<String>,
+    /// Optional name label.
+    pub name: Option<String>,
+    /// Optional version label (needs a name).
+    pub version: Option<String>,
+    /// When it was first uploaded, Unix milliseconds.
+    pub uploaded_at: u64,
+}
+
+impl PluginRecord {
+    /// `name@version`, when both labels are set.
+    pub fn reference(&self) -> Option<String> {
+        Some(format!(
+            "{}@{}",
+            self.name.as_ref()?,
+            self.version.as_ref()?
+        ))
+    }
+}
+
+/// Why the registry refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Larger than the configured limit.
+    #[error("plugin of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not a policy component.
+    #[error("not a policy component")]
+    Invalid(#[source] CompileError),
+    /// A label is malformed.
+    #[error("invalid {field} {value:?}: {rule}")]
+    Label {
+        /// `name` or `version`.
+        field: &'static str,
+        /// As given.
+        value: String,
+        /// What is allowed.
+        rule: &'static str,
+    },
+    /// `name@version` already names other bytes: labels are immutable.
+    #[error("{reference} already names {digest}; upload under another version")]
+    LabelTaken {
+        /// `name@version`.
+        reference: String,
+        /// The digest it names.
+        digest: String,
+    },
+    /// No such digest or `name@version`.
+    #[error("no plugin {0}")]
+    NotFound(String),
+    /// A digest that is not `sha256:` and 64 hex digits.
+    #[error("{0:?} is not a digest (sha256:<64 hex digits>) or a name@version")]
+    BadReference(String),
+    /// The stored bytes are missing or do not match their digest.
+    #[error("stored plugin {digest} is damaged: {message}")]
+    Damaged {
+        /// The digest.
+        digest: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file could not be written or read.
+    #[error("plugin storage: {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error("plugin records: {operation}")]
+    Db {
+        /// What was being done.
+        operation: &'static str,
+        /// The cause.
+        #[source]
+        source: redb::Error,
+    },
+}
+
+fn db_error(operation: &'static str) -> impl Fn(redb::Error) -> RegistryError {
+    move |source| RegistryError::Db { operation, source }
+}
+
+/// Where and how plugins are stored; see the module docs.
+///
+/// Compiled policies are cached in memory by digest: each digest is compiled (or its artifact
+/// deserialized) once per process, however many bindings and revisions use it.
+pub struct PluginRegistry {
+    runtime: Arc<PolicyEngine>,
+    db: Arc<Database>,
+    blobs: PathBuf,
+    artifacts: PathBuf,
+    engine_key: String,
+    max_bytes: usize,
+    compiled: Mutex<HashMap<String, Arc<CompiledPolicy>>>,
+    /// Serializes the check-then-insert of records.
+    write: Mutex<()>,
+}
+
+/// The result of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    /// The record.
+    pub record: PluginRecord,
+    /// False when the same bytes were already stored.
+    pub created: bool,
+}
+
+impl PluginRegistry {
+    /// Opens the registry under `data_dir`, its records in `db`.
+    pub fn open(
+        runtime: Arc<PolicyEngine>,
+        db: Arc<Database>,
+        data_dir: &Path,
+        max_bytes: usize,
+    ) -> Result<Self, RegistryError> {
+        let blobs = data_dir.join("plugins");
+        let artifacts = data_dir.join("artifacts");
+        for dir in [&blobs, &artifacts] {
+            std::fs::create_dir_all(dir).map_err(|source| RegistryError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let txn = db.begin_write().map_err(|e| db_error("open")(e.into()))?;
+        txn.open_table(PLUGINS)
+            .map_err(|e| db_error("open")(e.into()))?;
+        txn.commit().map_err(|e| db_error("open")(e.into()))?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        runtime
+            .engine()
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        Ok(PluginRegistry {
+            engine_key: format!("{:016x}", hasher.finish()),
+            runtime,
+            db,
+            blobs,
+            artifacts,
+            max_bytes,
+            compiled: Mutex::default(),
+            write: Mutex::default(),
+        })
+    }
+
+    /// The largest component accepted, bytes.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Validates and stores a component for `owner`: a component of the world that compiles.
+    /// The same bytes twice give the same record; labels given again replace the old ones.
+    /// Blocking: compiling takes from milliseconds to seconds; call it off the async workers.
+    pub fn add(
+        &self,
+        bytes: &[u8],
+        name: Option<String>,
+        version: Option<String>,
+        owner: Owner,
+    ) -> Result<Added, RegistryError> {
+        if bytes.len() > self.max_bytes {
+            return Err(RegistryError::TooLarge {
+                size: bytes.len(),
+                limit: self.max_bytes,
+            });
+        }
+        check_labels(name.as_deref(), version.as_deref())?;
+        let digest = digest_of(bytes);
+        // Compiled even when stored already: the bytes are checked, and the cache makes the
+        // second time free.
+        let policy = match self.stored(&digest)? {
+            Some(_) => self.load(&digest)?,
+            None => self.compile_and_keep(&digest, bytes)?,
+        };
+        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let existing = self.stored(&digest)?;
+        let created = existing.is_none();
+        let mut stored = existing.unwrap_or_else(|| Stored {
+            record: PluginRecord {
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                world: WORLD.to_owned(),
+                imports: policy.imports().to_vec(),
+                name: None,
+                version: None,
+                uploaded_at: unix_ms(),
+            },
+            shared: false,
+            tenants: Vec::new(),
+        });
+        stored.claim(&owner);
+        if name.is_some() {
+            stored.record.name = name;
+            stored.record.version = version;
+        }
+        if let Some(reference) = stored.record.reference()
+            && let Some(other) = self.all()?.into_iter().find(|o| {
+                o.record.digest != digest && o.record.reference() == Some(reference.clone())
+            })
+        {
+            return Err(RegistryError::LabelTaken {
+                reference,
+                digest: other.record.digest,
+            });
+        }
+        self.put(&stored)?;
+        Ok(Added {
+            record: stored.record,
+            created,
+        })
+    }
+
+    /// The record of `digest`, if `owner` may see it.
+    pub fn get(&self, digest: &str, owner: &Owner) -> Result<Option<PluginRecord>, RegistryError> {
+        Ok(self
+            .stored(digest)?
+            .filter(|s| s.visible_to(owner))
+            .map(|s| s.record))
+    }
+
+    /// Every record `owner` may see, by digest.
+    pub fn list(&self, owner: &Owner) -> Result<Vec<PluginRecord>, RegistryError> {
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter(|s| s.visible_to(owner))
+            .map(|s| s.record)
+            .collect())
+    }
+
+    /// The digest a reference names for `owner`: `sha256:<hex>` as is (if stored and visible),
+    /// or `name@version`.
+    pub fn resolve(&self, reference: &str, owner: &Owner) -> Result<String, RegistryError> {
+        if let Some(hex) = reference.strip_prefix("sha256:") {
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(RegistryError::BadReference(reference.to_owned()));
+            }
+            return match self.get(reference, owner)? {
+                Some(record) => Ok(record.digest),
+                None => Err(RegistryError::NotFound(reference.to_owned())),
+            };
+        }
+        if !reference.contains('@') {
+            return Err(RegistryError::BadReference(reference.to_owned()));
+        }
+        self.list(owner)?
+            .into_iter()
+            .find(|r| r.reference().as_deref() == Some(reference))
+            .map(|r| r.digest)
+            .ok_or_else(|| RegistryError::NotFound(reference.to_owned()))
+    }
+
+    /// The compiled policy of `digest`: from memory, else from its artifact on disk (no
+    /// compilation), else compiled from its bytes (and the artifact written). Blocking.
+    pub fn load(&self, digest: &str) -> Result<Arc<CompiledPolicy>, RegistryError> {
+        if let Some(policy) = self.cached(digest) {
+            return Ok(policy);
+        }
+        let record = self
+            .stored(digest)?
+            .ok_or_else(|| RegistryError::NotFound(digest.to_owned()))?
+            .record;
+        let artifact = self.artifact_path(digest);
+        if artifact.exists() {
+            match self.deserialize(&artifact) {
+                Ok(component) => {
+                    let policy = Arc::new(
+                        CompiledPolicy::from_component(
+                            &self.runtime,
+                            component,
+                            record.digest.clone(),
+                            record.size as usize,
+                        )
+                        .map_err(RegistryError::Invalid)?,
+                    );
+                    return Ok(self.keep(digest, policy));
+                }
+                // A damaged or foreign artifact is rebuilt from the bytes below.
+                Err(error) => tracing::warn!(%digest, %error, "artifact unusable; recompiling"),
+            }
+        }
+        let blob = self.blob_path(digest);
+        let bytes = std::fs::read(&blob).map_err(|source| RegistryError::Io {
+            path: blob.clone(),
+            source,
+        })?;
+        if digest_of(&bytes) != digest {
+            return Err(RegistryError::Damaged {
+                digest: digest.to_owned(),
+                message: format!("{} does not hash to its name", blob.display()),
+            });
+        }
+        self.compile_and_keep(digest, &bytes)
+    }
+
+    /// Drops `owner`'s claim on a plugin (the admin drops every claim); the record, bytes and
+    /// artifact go with the last claim. The caller checks that nothing binds it.
+    pub fn release(&self, digest: &str, owner: &Owner) -> Result<(), RegistryError> {
+        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stored = self
+            .stored(digest)?
+            .filter(|s| s.visible_to(owner))
+            .ok_or_else(|| RegistryError::NotFound(digest.to_owned()))?;
+        match owner {
+            Owner::Admin => {
+                stored.shared = false;
+                stored.tenants.clear();
+            }
+            Owner::Tenant(t) => stored.tenants.retain(|x| x != t),
+        }
+        if !stored.unclaimed() {
+            return self.put(&stored);
+        }
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| db_error("delete")(e.into()))?;
+        {
+            let mut table = txn
+                .open_table(PLUGINS)
+                .map_err(|e| db_error("delete")(e.into()))?;
+            table
+                .remove(digest)
+                .map_err(|e| db_error("delete")(e.into()))?;
+        }
+        txn.commit().map_err(|e| db_error("delete")(e.into()))?;
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(digest);
+        // The record is gone; files left by a crash here are unreferenced and harmless.
+        for path in [self.blob_path(digest), self.artifact_path(digest)] {
+            if let Err(error) = std::fs::remove_file(&path)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), %error, "cannot delete plugin file");
+            }
+        }
+        Ok(())
+    }
+
+    fn stored(&self, digest: &str) -> Result<Option<Stored>, RegistryError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| db_error("read")(e.into()))?;
+        let table = txn
+            .open_table(PLUGINS)
+            .map_err(|e| db_error("read")(e.into()))?;
+        let value = table.get(digest).map_err(|e| db_error("read")(e.into()))?;
+        value
+            .map(|v| decode(v.value()))
+            .transpose()
+            .map_err(|message| RegistryError::Damaged {
+                digest: digest.to_owned(),
+                message,
+            })
+    }
+
+    fn all(&self) -> Result<Vec<Stored>, RegistryError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| db_error("read")(e.into()))?;
+        let table = txn
+            .open_table(PLUGINS)
+            .map_err(|e| db_error("read")(e.into()))?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| db_error("read")(e.into()))? {
+            let (key, value) = entry.map_err(|e| db_error("read")(e.into()))?;
+            out.push(
+                decode(value.value()).map_err(|message| RegistryError::Damaged {
+                    digest: key.value().to_owned(),
+                    message,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn cached(&self, digest: &str) -> Option<Arc<CompiledPolicy>> {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+            .cloned()
+    }
+
+    fn keep(&self, digest: &str, policy: Arc<CompiledPolicy>) -> Arc<CompiledPolicy> {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(digest.to_owned())
+            .or_insert(policy)
+            .clone()
+    }
+
+    /// Compiles `bytes`, checks the world, writes bytes and artifact durably, caches the result.
+    fn compile_and_keep(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<CompiledPolicy>, RegistryError> {
+        if let Some(policy) = self.cached(digest) {
+            return Ok(policy);
+        }
+        let policy = self
+            .runtime
+            .compile(bytes)
+            .map_err(RegistryError::Invalid)?;
+        let artifact = policy.serialize().map_err(|e| RegistryError::Damaged {
+            digest: digest.to_owned(),
+            message: format!("cannot serialize the compiled component: {e}"),
+        })?;
+        write_durably(&self.blob_path(digest), bytes)?;
+        write_durably(&self.artifact_path(digest), &artifact)?;
+        Ok(self.keep(digest, Arc::new(policy)))
+    }
+
+    #[expect(
+        unsafe_code,
+        reason = "wasmtime can only load compiled code through an unsafe deserialize"
+    )]
+    fn deserialize(&self, path: &Path) -> Result<Component, wasmtime::Error> {
+        // SAFETY: the file is one this host wrote from `Component::serialize` into its own data
+        // dir (never from an upload) and is named by the engine's compatibility hash; wasmtime
+        // also checks its header and refuses artifacts of another engine configuration.
+        unsafe { Component::deserialize_file(self.runtime.engine(), path) }
+    }
+
+    fn hex(digest: &str) -> &str {
+        digest.strip_prefix("sha256:").unwrap_or(digest)
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        self.blobs.join(format!("{}.wasm", Self::hex(digest)))
+    }
+
+    fn artifact_path(&self, digest: &str) -> PathBuf {
+        self.artifacts
+            .join(format!("{}-{}.cwasm", Self::hex(digest), self.engine_key))
+    }
+
+    fn put(&self, stored: &Stored) -> Result<(), RegistryError> {
+        let json = serde_json::to_vec(stored).unwrap_or_default();
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| db_error("write")(e.into()))?;
+        {
+            let mut table = txn
+                .open_table(PLUGINS)
+                .map_err(|e| db_error("write")(e.into()))?;
+            table
+                .insert(stored.record.digest.as_str(), json.as_slice())
+                .map_err(|e| db_error("write")(e.into()))?;
+        }
+        txn.commit().map_err(|e| db_error("write")(e.into()))
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Stored, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+fn check_labels(name: Option<&str>, version: Option<&str>) -> Result<(), RegistryError> {
+    const NAME_RULE: &str = "1 to 63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit";
+    const VERSION_RULE: &str = "1 to 64 of A-Z, a-z, 0-9, '-', '_', '.', '+'";
+    if let Some(name) = name {
+        let ok = (1..=63).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !ok {
+            return Err(RegistryError::Label {
+                field: "name",
+                value: name.to_owned(),
+                rule: NAME_RULE,
+            });
+        }
+    }
+    if let Some(version) = version {
+        let ok = (1..=64).contains(&version.len())
+            && version
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b));
+        if !ok {
+            return Err(RegistryError::Label {
+                field: "version",
+                value: version.to_owned(),
+                rule: VERSION_RULE,
+            });
+        }
+        if name.is_none() {
+            return Err(RegistryError::Label {
+                field: "version",
+                value: version.to_owned(),
+                rule: "a version needs a name",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Now, Unix milliseconds (wall clock: records are about the real world).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the whole new one:
+/// a temporary file in the same folder, fsync, rename, fsync of the folder.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    let io = |source| RegistryError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let tmp = dir.join(format!(
+        ".{}.{}-{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(())
+}
