@@ -1303,3 +1303,73 @@ async fn check_acknowledged(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_or_a_swap_never_recompiles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, ADMIN).expect("writes");
+    let config = || {
+        let mut config = HostConfig::embedded_default();
+        config.data_dir = dir.path().join("data");
+        config.api.admin_token_file = Some(token_file.clone());
+        config
+    };
+    let (one, two) = {
+        let host = Host::from_config(config()).await.expect("starts");
+        let state = ApiState::new(host.control().clone());
+        let r = api::router(state);
+        let token = create_tenant(&r, "keep", &["default"]).await;
+        let one = upload(&r, &token, fixture_variant("keep-1")).await;
+        let two = upload(&r, &token, fixture_variant("keep-2")).await;
+        let registry = host.control().registry().clone();
+        assert_eq!(registry.compilations(), 2, "each upload compiles once");
+        let path = "/v1/tenants/keep/bindings/b";
+        let put = call(
+            &r,
+            Method::PUT,
+            path,
+            Some(&token),
+            json_body(counter_binding(&one, "1s")),
+        )
+        .await;
+        assert_eq!(put.0, StatusCode::CREATED, "{}", put.1);
+        let swap = call(
+            &r,
+            Method::PUT,
+            path,
+            Some(&token),
+            json_body(counter_binding(&two, "1s")),
+        )
+        .await;
+        assert_eq!(swap.0, StatusCode::OK, "{}", swap.1);
+        assert_eq!(
+            registry.compilations(),
+            2,
+            "binding and swapping compile nothing"
+        );
+        (one, two)
+    };
+    let host = Host::from_config(config()).await.expect("restarts");
+    let engine = host.control().engine().clone();
+    let binding = engine.binding("keep", "b").expect("the binding is back");
+    assert_eq!(binding.policy.digest(), two);
+    assert_eq!(binding.revision, Some(2));
+    assert_eq!(engine.tick(&binding).outcome, scalehost::tick::Outcome::Ok);
+    // A rollback to the other revision loads its artifact from disk.
+    let r = api::router(ApiState::new(host.control().clone()));
+    let rolled = call(
+        &r,
+        Method::POST,
+        "/v1/tenants/keep/bindings/b/rollback",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(rolled.1["digest"], one.as_str(), "{}", rolled.1);
+    assert_eq!(
+        host.control().registry().compilations(),
+        0,
+        "the restart and the rollback loaded compiled artifacts"
+    );
+}

@@ -196,3 +196,163 @@ config = {{ mode = "counter" }}
         assert_eq!(record["outcome"]["status"], "ok", "{line}");
     }
 }
+
+/// Kills the child when dropped, so a failing test leaves no server behind.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_client_commands_drive_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, "cli-admin\n").expect("writes");
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_scalehost"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+                dir.path().join("data").to_str().expect("utf-8"),
+                "--admin-token-file",
+                token_file.to_str().expect("utf-8"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starts"),
+    );
+    let server = format!("http://127.0.0.1:{port}");
+    let client = |token: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_scalehost"))
+            .args(args)
+            .env("SCALEHOST_SERVER", &server)
+            .env("SCALEHOST_TOKEN", token)
+            .output()
+            .expect("runs")
+    };
+    let ok = |token: &str, args: &[&str]| -> String {
+        let out = client(token, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !client("cli-admin", &["tenant", "ls"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server not up in 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let created: serde_json::Value = serde_json::from_str(&ok(
+        "cli-admin",
+        &["tenant", "create", "shop", "--namespace", "default"],
+    ))
+    .expect("JSON");
+    let token = created["token"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert!(ok("cli-admin", &["tenant", "ls"]).contains("shop"));
+    let pushed: serde_json::Value = serde_json::from_str(&ok(
+        &token,
+        &[
+            "plugin",
+            "push",
+            artifacts::POLICY_FIXTURE,
+            "--name",
+            "fixture",
+            "--version",
+            "1",
+        ],
+    ))
+    .expect("JSON");
+    let digest = pushed["digest"].as_str().expect("digest").to_owned();
+    assert!(ok(&token, &["plugin", "ls"]).contains(&digest));
+    let binding = dir.path().join("binding.json");
+    std::fs::write(
+        &binding,
+        r#"{"plugin": "fixture@1", "config": {"mode": "counter"}, "interval": "200ms",
+            "targets": [{"namespace": "default", "name": "web", "max_replicas": 8}]}"#,
+    )
+    .expect("writes");
+    let file = binding.to_str().expect("utf-8");
+    ok(
+        &token,
+        &["binding", "set", "shop", "counter", "--file", file],
+    );
+    ok(
+        &token,
+        &["binding", "set", "shop", "counter", "--file", file],
+    );
+    let listed = ok(&token, &["binding", "ls", "shop"]);
+    assert!(
+        listed.contains("counter") && listed.contains(&digest),
+        "{listed}"
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(&ok(&token, &["binding", "history", "shop", "counter"]))
+            .expect("JSON");
+    assert_eq!(history["active"], 2);
+    let rolled: serde_json::Value = serde_json::from_str(&ok(
+        &token,
+        &["binding", "rollback", "shop", "counter", "--revision", "1"],
+    ))
+    .expect("JSON");
+    assert_eq!(rolled["revision"], 1);
+    ok(
+        &token,
+        &[
+            "binding", "set", "shop", "counter", "--file", file, "--shadow",
+        ],
+    );
+    let promoted: serde_json::Value =
+        serde_json::from_str(&ok(&token, &["binding", "promote", "shop", "counter"]))
+            .expect("JSON");
+    assert_eq!(promoted["revision"], 3);
+    let paused: serde_json::Value =
+        serde_json::from_str(&ok(&token, &["binding", "pause", "shop", "counter"])).expect("JSON");
+    assert_eq!(paused["paused"], true);
+    ok(&token, &["binding", "resume", "shop", "counter"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let decisions = ok(&token, &["decisions", "shop", "--binding", "counter"]);
+        if decisions.lines().count() >= 2 {
+            let record: serde_json::Value =
+                serde_json::from_str(decisions.lines().next().expect("a line")).expect("JSON");
+            assert_eq!(record["binding"], "counter");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no decisions in 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Errors: the API's code and message, non-zero exit.
+    let refused = client(&token, &["plugin", "rm", &digest]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("409") && stderr.contains("conflict"),
+        "{stderr}"
+    );
+    let unauthorized = client("wrong", &["plugin", "ls"]);
+    assert!(String::from_utf8_lossy(&unauthorized.stderr).contains("unauthorized"));
+    let missing = client(
+        &token,
+        &["binding", "set", "shop", "x", "--file", "/nonexistent.json"],
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent.json"));
+}

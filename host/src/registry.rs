@@ -183,6 +183,8 @@ pub struct PluginRegistry {
     engine_key: String,
     max_bytes: usize,
     compiled: Mutex<HashMap<String, Arc<CompiledPolicy>>>,
+    /// Components compiled from bytes by this registry (not loaded from an artifact).
+    compilations: std::sync::atomic::AtomicU64,
     /// Serializes the check-then-insert of records.
     write: Mutex<()>,
 }
@@ -229,8 +231,25 @@ impl PluginRegistry {
             artifacts,
             max_bytes,
             compiled: Mutex::default(),
+            compilations: std::sync::atomic::AtomicU64::new(0),
             write: Mutex::default(),
         })
+    }
+
+    /// The wasm engine it compiles with.
+    pub fn runtime(&self) -> &Arc<PolicyEngine> {
+        &self.runtime
+    }
+
+    /// The database its records live in.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// How many components this registry compiled from their bytes since it was opened; loads
+    /// from a cached artifact do not count.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The largest component accepted, bytes.
@@ -498,6 +517,8 @@ impl PluginRegistry {
             .runtime
             .compile(bytes)
             .map_err(RegistryError::Invalid)?;
+        self.compilations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let artifact = policy.serialize().map_err(|e| RegistryError::Damaged {
             digest: digest.to_owned(),
             message: format!("cannot serialize the compiled component: {e}"),

@@ -114,6 +114,27 @@ pub struct AuditRecord {
     pub consecutive_failures: u32,
 }
 
+/// The last megabyte of a file: enough to hold its last whole records.
+fn tail(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(1 << 20)))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The `seq` of the last whole record in an audit file (a line cut by a crash is skipped).
+fn last_seq(bytes: &[u8]) -> u64 {
+    bytes
+        .split(|b| *b == b'\n')
+        .rev()
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .find_map(|record| record["seq"].as_u64())
+        .unwrap_or(0)
+}
+
 /// A shadow revision's run on a tick: recorded beside the active one's, never applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShadowRecord {
@@ -160,17 +181,29 @@ impl AuditLog {
         }
     }
 
-    /// Also appends every record as one JSON line to `path`.
+    /// Also appends every record as one JSON line to `path`. Sequence numbers continue from
+    /// the last record already in the file, so they stay unique across restarts.
     pub fn with_file(capacity: usize, path: &Path) -> Result<Self, AuditError> {
-        let file = std::fs::OpenOptions::new()
+        let error = |source| AuditError {
+            path: path.display().to_string(),
+            source,
+        };
+        let (last_seq, cut) = match tail(path) {
+            Ok(bytes) => (last_seq(&bytes), bytes.last().is_some_and(|b| *b != b'\n')),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, false),
+            Err(e) => return Err(error(e)),
+        };
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| AuditError {
-                path: path.display().to_string(),
-                source,
-            })?;
+            .map_err(error)?;
+        if cut {
+            // A line cut by a crash stays alone on its line.
+            file.write_all(b"\n").map_err(error)?;
+        }
         Ok(AuditLog {
+            seq: AtomicU64::new(last_seq),
             file: Some(Mutex::new(BufWriter::new(file))),
             ..Self::in_memory(capacity)
         })
@@ -219,5 +252,25 @@ impl AuditLog {
     /// Receives every record appended from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<AuditRecord> {
         self.subscribers.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_continue_after_a_restart_and_a_cut_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(
+            &path,
+            "{\"seq\":41,\"x\":1}\n{\"seq\":42,\"x\":2}\n{\"seq\":43,\"x",
+        )
+        .expect("writes");
+        let log = AuditLog::with_file(10, &path).expect("opens");
+        assert_eq!(log.next_seq(), 43, "the cut record 43 never counted");
+        let fresh = AuditLog::with_file(10, &dir.path().join("new.jsonl")).expect("opens");
+        assert_eq!(fresh.next_seq(), 1);
     }
 }
