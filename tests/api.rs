@@ -19,6 +19,10 @@ use tower::ServiceExt;
 
 const ADMIN: &str = "admin-secret-token";
 
+/// Held by the tests that measure time or load the machine (the live swap, the kills), so that
+/// they do not run at the same time on a small CI machine.
+static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A host on the embedded default cluster (namespaces `default`, `batch`), data in a temp dir,
 /// its router ready.
 struct TestHost {
@@ -370,6 +374,55 @@ async fn tokens_are_required_and_tenants_see_only_themselves() {
         &call(r, Method::DELETE, "/v1/tenants/team-a", Some(ADMIN), None).await,
         StatusCode::CONFLICT,
         "conflict",
+    );
+    // Scope changes: refused while a binding would fall outside, accepted otherwise.
+    assert_error(
+        &call(
+            r,
+            Method::PUT,
+            "/v1/tenants/team-a",
+            Some(ADMIN),
+            json_body(json!({ "name": "team-a", "namespaces": ["batch"] })),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    assert_error(
+        &call(
+            r,
+            Method::PUT,
+            "/v1/tenants/team-a",
+            Some(ADMIN),
+            json_body(json!({ "name": "team-z", "namespaces": ["default"] })),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    let (status, widened) = call(
+        r,
+        Method::PUT,
+        "/v1/tenants/team-a",
+        Some(ADMIN),
+        json_body(json!({ "name": "team-a", "namespaces": ["default", "batch"] })),
+    )
+    .await;
+    assert_eq!(
+        (status, widened["namespaces"].clone()),
+        (StatusCode::OK, json!(["default", "batch"]))
+    );
+    assert_error(
+        &call(
+            r,
+            Method::PUT,
+            "/v1/tenants/team-a",
+            Some(&a),
+            json_body(json!({ "name": "team-a" })),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
     );
     let (status, _) = call(r, Method::DELETE, "/v1/tenants/team-b", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -782,6 +835,40 @@ async fn bindings_have_revisions_rollback_pause_shadow_state_and_decisions() {
         record.actions.iter().all(|a| !a.changed()),
         "and never applied"
     );
+    // A shadow can also be dropped, then set again and promoted.
+    let (status, dropped) = call(
+        r,
+        Method::DELETE,
+        &format!("{path}/shadow"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, dropped["shadow"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
+    assert!(
+        engine
+            .binding("team", "counter")
+            .expect("bound")
+            .shadow
+            .is_none()
+    );
+    let mut shadow = counter_binding(&v1, "1s");
+    shadow["config"] = json!({ "mode": "scale", "target": { "namespace": "default", "name": "web" }, "replicas": 9 });
+    let (status, again) = call(
+        r,
+        Method::PUT,
+        &format!("{path}/shadow"),
+        Some(token),
+        json_body(shadow),
+    )
+    .await;
+    assert_eq!(
+        (status, again["shadow"]["revision"].clone()),
+        (StatusCode::OK, json!(4))
+    );
     let (status, promoted) = call(
         r,
         Method::POST,
@@ -796,7 +883,7 @@ async fn bindings_have_revisions_rollback_pause_shadow_state_and_decisions() {
             promoted["revision"].clone(),
             promoted["shadow"].clone()
         ),
-        (StatusCode::OK, json!(3), Value::Null)
+        (StatusCode::OK, json!(4), Value::Null)
     );
     assert_error(
         &call(
@@ -984,6 +1071,7 @@ async fn a_real_socket_serves_the_api() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_swap_misses_no_tick_runs_none_twice_and_keeps_state() {
+    let _timing = TIMING.lock().await;
     let t = listening_host().await;
     let router = t.router.clone();
     let token = create_tenant(&router, "live", &["default"]).await;
@@ -1057,8 +1145,10 @@ async fn a_live_swap_misses_no_tick_runs_none_twice_and_keeps_state() {
     let _ = stop.send(());
     task.await.expect("stops");
 
+    // About 2.4 s at 100 ms: a missed rhythm gives fewer, a binding ticked twice per period
+    // (two schedules) about twice as many.
     assert!(
-        records.len() >= 15,
+        (15..=30).contains(&records.len()),
         "about 24 ticks in 2.4 s, got {}",
         records.len()
     );
@@ -1094,7 +1184,7 @@ async fn a_live_swap_misses_no_tick_runs_none_twice_and_keeps_state() {
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
-            (50..200).contains(&gap),
+            (50..250).contains(&gap),
             "ticks {gap} ms apart in {times:?}"
         );
     }
@@ -1133,6 +1223,26 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+async fn upload_over_http(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    tag: &str,
+) -> Option<String> {
+    let response = client
+        .post(format!("{base}/v1/plugins"))
+        .bearer_auth(token)
+        .body(fixture_variant(tag))
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let record: Value = response.json().await.ok()?;
+    record["digest"].as_str().map(str::to_owned)
+}
+
 async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -1148,6 +1258,7 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn everything_acknowledged_survives_sigkill() {
+    let _timing = TIMING.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let data: PathBuf = dir.path().join("data");
     let client = reqwest::Client::new();
@@ -1155,7 +1266,7 @@ async fn everything_acknowledged_survives_sigkill() {
     let mut plugins: Vec<String> = Vec::new();
     let mut revisions: Vec<(String, u64, String)> = Vec::new();
     let mut token = String::new();
-    for (round, kill_after) in [(0u32, 700u64), (1, 1500), (2, 400)] {
+    for (round, kill_after) in [(0u32, 2500u64), (1, 4100), (2, 1700)] {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut child = scalehost_serve(&data, port);
@@ -1178,6 +1289,45 @@ async fn everything_acknowledged_survives_sigkill() {
                 .expect("token")
                 .to_owned();
         }
+        // A plugin for the revision worker below.
+        let base_plugin = upload_over_http(&client, &base, &token, &format!("crash-{round}-base"))
+            .await
+            .expect("uploads");
+        plugins.push(base_plugin.clone());
+        // Revisions of one binding as fast as possible until the kill (no compilation: many
+        // durable commits).
+        let revising = {
+            let (client, base, token) = (client.clone(), base.clone(), token.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0u64.. {
+                    let Ok(response) = client
+                        .put(format!("{base}/v1/tenants/crash/bindings/fast"))
+                        .bearer_auth(&token)
+                        .json(&counter_binding(
+                            &base_plugin,
+                            &format!("{}ms", 50 + i % 50),
+                        ))
+                        .send()
+                        .await
+                    else {
+                        break;
+                    };
+                    if !response.status().is_success() {
+                        break;
+                    }
+                    let Ok(view) = response.json::<Value>().await else {
+                        break;
+                    };
+                    acked.push((
+                        "fast".to_owned(),
+                        view["revision"].as_u64().expect("revision"),
+                        base_plugin.clone(),
+                    ));
+                }
+                acked
+            })
+        };
         // Upload and bind as fast as possible until the kill.
         let worker = {
             let (client, base, token) = (client.clone(), base.clone(), token.clone());
@@ -1234,7 +1384,13 @@ async fn everything_acknowledged_survives_sigkill() {
         let (acked_plugins, acked_revisions) = worker.await.expect("worker");
         plugins.extend(acked_plugins);
         revisions.extend(acked_revisions);
+        revisions.extend(revising.await.expect("revision worker"));
     }
+    eprintln!(
+        "acknowledged before the kills: {} plugins, {} binding revisions",
+        plugins.len(),
+        revisions.len()
+    );
     assert!(
         plugins.len() >= 3,
         "some uploads were acknowledged: {}",
@@ -1282,25 +1438,27 @@ async fn check_acknowledged(
             "acknowledged plugin {digest} lost"
         );
     }
+    let mut histories: std::collections::HashMap<&str, Value> = std::collections::HashMap::new();
     for (name, revision, digest) in revisions {
-        let history: Value = client
-            .get(format!("{base}/v1/tenants/crash/bindings/{name}/history"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("sends")
-            .json()
-            .await
-            .expect("JSON");
+        if !histories.contains_key(name.as_str()) {
+            let history: Value = client
+                .get(format!("{base}/v1/tenants/crash/bindings/{name}/history"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("sends")
+                .json()
+                .await
+                .expect("JSON");
+            histories.insert(name, history);
+        }
+        let history = &histories[name.as_str()];
         let found = history["revisions"]
             .as_array()
             .unwrap_or_else(|| panic!("binding {name} lost: {history}"))
             .iter()
             .any(|r| r["revision"] == *revision && r["digest"] == digest.as_str());
-        assert!(
-            found,
-            "acknowledged revision {revision} of {name} lost: {history}"
-        );
+        assert!(found, "acknowledged revision {revision} of {name} lost");
     }
 }
 

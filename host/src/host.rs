@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use std::net::SocketAddr;
@@ -15,6 +15,7 @@ use crate::backends::simulated::{SimError, SimulatedCluster};
 use crate::backends::{Clock, Cluster};
 use crate::config::{BackendKind, HostConfig};
 use crate::control::{Control, ControlError};
+use crate::model::TimestampMs;
 use crate::registry::{PluginRegistry, RegistryError};
 use crate::runtime::{CompileError, CompiledPolicy, EngineError, PolicyEngine};
 use crate::state::{StateError, StateStore};
@@ -128,7 +129,7 @@ pub fn load_plugin(engine: &PolicyEngine, path: &Path) -> Result<CompiledPolicy,
 pub struct Host {
     runtime: Arc<PolicyEngine>,
     engine: Arc<TickEngine>,
-    simulated: Option<(Arc<SimulatedCluster>, f64)>,
+    simulated: Option<(Arc<SimulatedCluster>, Arc<FollowedClock>)>,
     control: Arc<Control>,
     api: Option<(tokio::net::TcpListener, Arc<ApiState>)>,
     added: mpsc::UnboundedReceiver<(String, String)>,
@@ -156,11 +157,12 @@ impl Host {
                         config.cluster.simulated.clone(),
                         &config.base_dir,
                     )?);
-                    (
-                        sim.clone(),
-                        sim.clone(),
-                        Some((sim, config.cluster.time_scale)),
-                    )
+                    let clock = Arc::new(FollowedClock {
+                        sim: sim.clone(),
+                        scale: config.cluster.time_scale,
+                        origin: OnceLock::new(),
+                    });
+                    (sim.clone(), clock.clone(), Some((sim, clock)))
                 }
             };
         let engine = Arc::new(TickEngine::new(
@@ -305,15 +307,15 @@ impl Host {
         } = self;
         let mut scheduler = Scheduler::new(engine.clone());
         scheduler.start_all();
-        // The simulated cluster's clock follows real time, scaled.
-        let driver = simulated.map(|(sim, scale)| {
+        // The simulated cluster's clock follows real time, scaled, from now on; between ticks
+        // the cluster moves on by itself (pods become Ready, events are pushed).
+        let driver = simulated.map(|(_, clock)| {
+            clock.start();
             tokio::spawn(async move {
-                let (start_real, start_virtual) = (tokio::time::Instant::now(), sim.now());
                 let mut every = tokio::time::interval(Duration::from_millis(50));
                 loop {
                     every.tick().await;
-                    let elapsed = start_real.elapsed().as_secs_f64() * scale;
-                    sim.advance_to(start_virtual + (elapsed * 1000.0) as u64);
+                    clock.now_ms();
                 }
             })
         });
@@ -350,6 +352,31 @@ impl Host {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The simulated cluster's clock under `serve`: real time, scaled, from the moment the host
+/// runs; read exactly (the cluster is advanced to it on each read), so ticks carry their real
+/// spacing. Before `start` (the demo drives the cluster itself) it is the cluster's own time.
+pub(crate) struct FollowedClock {
+    sim: Arc<SimulatedCluster>,
+    scale: f64,
+    origin: OnceLock<(std::time::Instant, TimestampMs)>,
+}
+
+impl FollowedClock {
+    fn start(&self) {
+        let _ = self.origin.set((std::time::Instant::now(), self.sim.now()));
+    }
+}
+
+impl Clock for FollowedClock {
+    fn now_ms(&self) -> TimestampMs {
+        if let Some((real, start)) = self.origin.get() {
+            let elapsed_ms = real.elapsed().as_secs_f64() * self.scale * 1000.0;
+            self.sim.advance_to(start + elapsed_ms as u64);
+        }
+        self.sim.now()
     }
 }
 
