@@ -1531,3 +1531,113 @@ async fn a_restart_or_a_swap_never_recompiles() {
         "the restart and the rollback loaded compiled artifacts"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn labels_never_change_and_a_plugin_bound_elsewhere_is_not_deleted() {
+    let t = test_host(None).await;
+    let r = &t.router;
+    let a = create_tenant(r, "owner", &["default"]).await;
+    let _ = create_tenant(r, "borrower", &["batch"]).await;
+    let labelled = call(
+        r,
+        Method::POST,
+        "/v1/plugins?name=mine&version=1",
+        Some(&a),
+        Some(fixture_variant("mine")),
+    )
+    .await;
+    assert_eq!(labelled.0, StatusCode::CREATED, "{}", labelled.1);
+    let digest = labelled.1["digest"].as_str().expect("digest").to_owned();
+    // The same bytes under other labels: refused, the first labels stay.
+    assert_error(
+        &call(
+            r,
+            Method::POST,
+            "/v1/plugins?name=mine&version=2",
+            Some(&a),
+            Some(fixture_variant("mine")),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    let (_, record) = call(
+        r,
+        Method::GET,
+        &format!("/v1/plugins/{digest}"),
+        Some(&a),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (record["name"].as_str(), record["version"].as_str()),
+        (Some("mine"), Some("1"))
+    );
+    // The admin binds another tenant to it; its owner cannot pull it away.
+    let borrowed = call(
+        r,
+        Method::PUT,
+        "/v1/tenants/borrower/bindings/borrowed",
+        Some(ADMIN),
+        json_body(json!({
+            "plugin": digest,
+            "config": { "mode": "counter" },
+            "targets": [{ "namespace": "batch", "name": "worker", "min_replicas": 0, "max_replicas": 4 }],
+        })),
+    )
+    .await;
+    assert_eq!(borrowed.0, StatusCode::CREATED, "{}", borrowed.1);
+    let refused = call(
+        r,
+        Method::DELETE,
+        &format!("/v1/plugins/{digest}"),
+        Some(&a),
+        None,
+    )
+    .await;
+    assert_error(&refused, StatusCode::CONFLICT, "conflict");
+    assert!(
+        !refused.1["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("borrower"),
+        "another tenant's name is not shown: {}",
+        refused.1
+    );
+    let (status, _) = call(
+        r,
+        Method::DELETE,
+        "/v1/tenants/borrower/bindings/borrowed",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        r,
+        Method::DELETE,
+        &format!("/v1/plugins/{digest}"),
+        Some(&a),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Deleting a tenant releases its claims and forgets its decisions, so the name can be
+    // given again without inheriting anything.
+    let kept = upload(r, &a, fixture_variant("kept")).await;
+    let (status, _) = call(r, Method::DELETE, "/v1/tenants/owner", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let again = create_tenant(r, "owner", &["default"]).await;
+    assert_error(
+        &call(
+            r,
+            Method::GET,
+            &format!("/v1/plugins/{kept}"),
+            Some(&again),
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}

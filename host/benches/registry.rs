@@ -77,6 +77,7 @@ fn bench(c: &mut Criterion) {
                 namespaces: vec!["batch".into()],
                 workloads: vec![],
                 vm_pools: vec![],
+                backend: None,
             },
         )
         .expect("tenant");

@@ -77,6 +77,7 @@ fn tick(c: &mut Criterion) {
         namespaces: vec!["web".into(), "batch".into()],
         workloads: vec![],
         vm_pools: vec![],
+        backend: None,
     };
     let engine = TickEngine::new(
         sim.clone(),

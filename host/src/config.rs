@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backends::real::BackendConfig;
 use crate::backends::simulated::SimSpec;
 use crate::runtime::EngineConfig;
 use crate::tick::{BindingSpec, TenantSpec};
@@ -47,6 +48,9 @@ pub struct HostConfig {
     /// The cluster backend.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// Real backends (Prometheus, …) tenants may use by name.
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
     /// Tenants and their grants.
     #[serde(default)]
     pub tenants: Vec<TenantSpec>,

@@ -61,6 +61,9 @@ pub enum ControlError {
     /// Binding state could not be read or cleared.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A stored record does not decode: the data dir is damaged.
+    #[error("a stored record is damaged: {0}")]
+    Corrupt(String),
     /// The control database failed.
     #[error("control database: {operation}")]
     Db {
@@ -263,7 +266,7 @@ pub struct Control {
     /// Tenants defined by the config file: visible, not changeable through the API.
     static_tenants: Vec<String>,
     /// Bindings created at run time are announced here for the scheduler.
-    added: Option<UnboundedSender<(String, String)>>,
+    added: Option<UnboundedSender<(String, String, u64)>>,
     /// One change at a time: check, commit and install stay in order.
     changes: Mutex<()>,
 }
@@ -312,7 +315,7 @@ impl Control {
     }
 
     /// Announces bindings created from now on on `added` (the scheduler follows it).
-    pub fn announce_to(&mut self, added: UnboundedSender<(String, String)>) {
+    pub fn announce_to(&mut self, added: UnboundedSender<(String, String, u64)>) {
         self.added = Some(added);
     }
 
@@ -386,6 +389,7 @@ impl Control {
     ) -> Result<(TenantView, IssuedToken), ControlError> {
         Self::admin_only(who, "create tenants")?;
         check_name("tenant", &spec.name)?;
+        self.check_backend(&spec)?;
         let _change = self.lock();
         if self.static_tenants.contains(&spec.name) || self.tenant_record(&spec.name)?.is_some() {
             return Err(ControlError::Conflict(format!(
@@ -429,7 +433,8 @@ impl Control {
             .ok_or_else(|| ControlError::NotFound(format!("no tenant {name}")))
     }
 
-    /// Changes a tenant's grants (admin only); refused if a binding would fall outside them.
+    /// Changes a tenant's grants (admin only); refused if a binding (its active or shadow
+    /// revision) would fall outside them. Running bindings take the new grants at once.
     pub fn update_tenant(
         &self,
         who: &Principal,
@@ -438,23 +443,49 @@ impl Control {
         Self::admin_only(who, "change tenants")?;
         let _change = self.lock();
         let mut record = self.existing_tenant(&spec.name)?;
-        let old = record.spec.clone();
-        record.spec = spec.clone();
+        self.check_backend(&spec)?;
+        let old = std::mem::replace(&mut record.spec, spec.clone());
+        let bindings: Vec<_> = self
+            .binding_records()?
+            .into_iter()
+            .filter(|((t, _), _)| *t == spec.name)
+            .collect();
         self.engine.add_tenant(spec.clone());
-        // Every binding must still pass its checks under the new grants.
-        for binding in self.engine.bindings() {
-            if binding.tenant() == spec.name
-                && let Err(error) = self.engine.check_binding(&binding.spec, &binding.policy)
-            {
-                self.engine.add_tenant(old);
-                return Err(ControlError::Conflict(format!(
+        let checked = bindings.iter().try_for_each(|((t, n), binding)| {
+            let (spec, policy, options) = self.prepare(t, n, binding)?;
+            self.engine.check_binding_quick(&spec, &policy)?;
+            if let Some(shadow) = &options.shadow {
+                self.engine
+                    .check_binding_quick(&shadow.spec, &shadow.policy)?;
+            }
+            Ok::<_, ControlError>(())
+        });
+        if let Err(error) = checked.and_then(|()| self.put_tenant(&record)) {
+            self.engine.add_tenant(old);
+            return Err(match error {
+                ControlError::Bind(bind) => ControlError::Conflict(format!(
                     "the new grants would break a binding: {}",
-                    crate::display_chain(&error)
-                )));
+                    crate::display_chain(&bind)
+                )),
+                other => other,
+            });
+        }
+        for ((t, n), binding) in &bindings {
+            if let Err(error) = self.install(t, n, binding) {
+                tracing::error!(tenant = %t, binding = %n, error = %crate::display_chain(&error), "binding not reinstalled with the new grants");
             }
         }
-        self.put_tenant(&record)?;
         Ok(view_tenant(&record))
+    }
+
+    fn check_backend(&self, spec: &TenantSpec) -> Result<(), ControlError> {
+        match &spec.backend {
+            Some(name) if !self.engine.has_backend(name) => Err(ControlError::Invalid(format!(
+                "tenant {}: no backend {name:?} in the host's config",
+                spec.name
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Deletes a tenant (admin only); refused while it has bindings.
@@ -482,6 +513,19 @@ impl Control {
         txn.commit()
             .map_err(|e| db_error("delete tenant")(e.into()))?;
         self.engine.remove_tenant(name);
+        self.engine.audit().forget_tenant(name);
+        // Its claims on plugins go; a plugin another binding still runs keeps its record.
+        let owner = Owner::Tenant(name.to_owned());
+        for plugin in self.registry.list(&owner)? {
+            if self.registry.claimed_only_by(&plugin.digest, &owner)?
+                && self.bound_anywhere(&plugin.digest)?
+            {
+                continue;
+            }
+            if let Err(error) = self.registry.release(&plugin.digest, &owner) {
+                tracing::warn!(digest = %plugin.digest, error = %crate::display_chain(&error), "claim not released");
+            }
+        }
         Ok(())
     }
 
@@ -563,8 +607,36 @@ impl Control {
                 )));
             }
         }
-        self.registry.release(digest, &owner(who))?;
+        // The last claim takes the files: refused while anyone's binding runs it.
+        let claimant = owner(who);
+        let last = matches!(claimant, Owner::Admin)
+            || self.registry.claimed_only_by(&record.digest, &claimant)?;
+        if last && self.bound_anywhere(&record.digest)? {
+            return Err(ControlError::Conflict(format!(
+                "plugin {digest} is still bound"
+            )));
+        }
+        self.registry.release(digest, &claimant)?;
         Ok(())
+    }
+
+    /// Whether any binding's active or shadow revision runs `digest`.
+    fn bound_anywhere(&self, digest: &str) -> Result<bool, ControlError> {
+        Ok(self.binding_records()?.values().any(|binding| {
+            [Some(binding.active), binding.shadow]
+                .into_iter()
+                .flatten()
+                .filter_map(|n| binding.revision(n))
+                .any(|r| r.digest == digest)
+        }))
+    }
+
+    /// Refuses to activate a revision whose plugin the caller can no longer see.
+    fn check_visible(&self, who: &Principal, digest: &str) -> Result<(), ControlError> {
+        match self.registry.get(digest, &owner(who))? {
+            Some(_) => Ok(()),
+            None => Err(ControlError::NotFound(format!("no plugin {digest}"))),
+        }
     }
 
     // ----- bindings -----
@@ -608,9 +680,6 @@ impl Control {
             at: unix_ms(),
         });
         self.commit_binding(tenant, name, &record)?;
-        if created && let Some(added) = &self.added {
-            let _ = added.send((tenant.to_owned(), name.to_owned()));
-        }
         Ok((self.view(tenant, name, &record), created))
     }
 
@@ -666,6 +735,7 @@ impl Control {
         }
         txn.commit()
             .map_err(|e| db_error("delete binding")(e.into()))?;
+        // Waits for a tick in flight, so its state cannot land after the clearing.
         self.engine.unbind(tenant, name);
         self.engine.state().clear(&namespace(tenant, name))?;
         self.engine.state().clear(&shadow_namespace(tenant, name))?;
@@ -724,6 +794,9 @@ impl Control {
             return Err(ControlError::Conflict(format!(
                 "revision {target} is already active"
             )));
+        }
+        if let Some(revision) = record.revision(target) {
+            self.check_visible(who, &revision.digest)?;
         }
         record.active = target;
         if record.shadow == Some(target) {
@@ -812,6 +885,9 @@ impl Control {
             .shadow
             .take()
             .ok_or_else(|| ControlError::Conflict(format!("{tenant}/{name} has no shadow")))?;
+        if let Some(revision) = record.revision(shadow) {
+            self.check_visible(who, &revision.digest)?;
+        }
         record.active = shadow;
         record.activations.push(Activation {
             revision: shadow,
@@ -860,14 +936,16 @@ impl Control {
     ) -> Result<(), ControlError> {
         self.authorize(who, tenant)?;
         self.existing_binding(tenant, name)?;
-        self.engine.state().clear(&namespace(tenant, name))?;
+        self.engine.between_ticks(tenant, name, || {
+            self.engine.state().clear(&namespace(tenant, name))
+        })?;
         Ok(())
     }
 
     // ----- internals -----
 
-    /// Checks and installs `record` in the engine, then commits it; the engine keeps what it
-    /// had if the commit fails.
+    /// Checks `record` (the policy's `validate-config` included), commits it, then installs it
+    /// in the engine without validating again: nothing slow can fail after the commit.
     fn commit_binding(
         &self,
         tenant: &str,
@@ -875,14 +953,12 @@ impl Control {
         record: &BindingRecord,
     ) -> Result<(), ControlError> {
         let (spec, policy, options) = self.prepare(tenant, name, record)?;
-        // The slow checks (the policy's validate-config) run before anything is written.
         self.engine.check_binding(&spec, &policy)?;
         if let Some(shadow) = &options.shadow {
             self.engine.check_binding(&shadow.spec, &shadow.policy)?;
         }
         self.put_binding_record(tenant, name, record)?;
-        self.engine.bind_with(spec, policy, options)?;
-        Ok(())
+        self.install_prepared(tenant, name, spec, policy, options)
     }
 
     fn install(
@@ -892,7 +968,23 @@ impl Control {
         record: &BindingRecord,
     ) -> Result<(), ControlError> {
         let (spec, policy, options) = self.prepare(tenant, name, record)?;
-        self.engine.bind_with(spec, policy, options)?;
+        self.install_prepared(tenant, name, spec, policy, options)
+    }
+
+    /// Installs in the engine; a binding new to the engine is announced to the scheduler.
+    fn install_prepared(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: BindingSpec,
+        policy: Arc<crate::runtime::CompiledPolicy>,
+        options: BindOptions,
+    ) -> Result<(), ControlError> {
+        let new_to_engine = self.engine.binding(tenant, name).is_none();
+        let binding = self.engine.install(spec, policy, options)?;
+        if new_to_engine && let Some(added) = &self.added {
+            let _ = added.send((tenant.to_owned(), name.to_owned(), binding.generation()));
+        }
         Ok(())
     }
 
@@ -1145,8 +1237,7 @@ fn view_tenant(record: &TenantRecord) -> TenantView {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ControlError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ControlError::Invalid(format!("a stored record does not decode: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| ControlError::Corrupt(e.to_string()))
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), ControlError> {

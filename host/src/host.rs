@@ -132,7 +132,7 @@ pub struct Host {
     simulated: Option<(Arc<SimulatedCluster>, Arc<FollowedClock>)>,
     control: Arc<Control>,
     api: Option<(tokio::net::TcpListener, Arc<ApiState>)>,
-    added: mpsc::UnboundedReceiver<(String, String)>,
+    added: mpsc::UnboundedReceiver<(String, String, u64)>,
 }
 
 impl Host {

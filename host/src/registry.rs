@@ -126,12 +126,16 @@ pub enum RegistryError {
         rule: &'static str,
     },
     /// `name@version` already names other bytes: labels are immutable.
-    #[error("{reference} already names {digest}; upload under another version")]
+    #[error("{reference} already names another plugin; upload under another version")]
     LabelTaken {
         /// `name@version`.
         reference: String,
-        /// The digest it names.
-        digest: String,
+    },
+    /// These bytes already carry other labels, which never change.
+    #[error("this plugin is already labelled {current}; labels do not change")]
+    Relabel {
+        /// Its labels, `name@version` or `name`.
+        current: String,
     },
     /// No such digest or `name@version`.
     #[error("no plugin {0}")]
@@ -284,6 +288,11 @@ impl PluginRegistry {
         let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let existing = self.stored(&digest)?;
         let created = existing.is_none();
+        if created {
+            // A delete may have taken the files since they were written above: they must be
+            // there before the record that points at them.
+            self.write_files(&digest, bytes, &policy)?;
+        }
         let mut stored = existing.unwrap_or_else(|| Stored {
             record: PluginRecord {
                 digest: digest.clone(),
@@ -297,20 +306,27 @@ impl PluginRegistry {
             shared: false,
             tenants: Vec::new(),
         });
-        stored.claim(&owner);
         if name.is_some() {
+            let labelled = stored.record.name.is_some();
+            if labelled && (stored.record.name != name || stored.record.version != version) {
+                return Err(RegistryError::Relabel {
+                    current: stored
+                        .record
+                        .reference()
+                        .or_else(|| stored.record.name.clone())
+                        .unwrap_or_default(),
+                });
+            }
             stored.record.name = name;
             stored.record.version = version;
         }
+        stored.claim(&owner);
         if let Some(reference) = stored.record.reference()
-            && let Some(other) = self.all()?.into_iter().find(|o| {
+            && self.all()?.iter().any(|o| {
                 o.record.digest != digest && o.record.reference() == Some(reference.clone())
             })
         {
-            return Err(RegistryError::LabelTaken {
-                reference,
-                digest: other.record.digest,
-            });
+            return Err(RegistryError::LabelTaken { reference });
         }
         self.put(&stored)?;
         Ok(Added {
@@ -400,6 +416,14 @@ impl PluginRegistry {
             });
         }
         self.compile_and_keep(digest, &bytes)
+    }
+
+    /// Whether `owner` holds the only claim on `digest` (its release would delete it).
+    pub fn claimed_only_by(&self, digest: &str, owner: &Owner) -> Result<bool, RegistryError> {
+        Ok(self.stored(digest)?.is_some_and(|s| match owner {
+            Owner::Admin => s.shared && s.tenants.is_empty(),
+            Owner::Tenant(t) => !s.shared && s.tenants == [t.clone()],
+        }))
     }
 
     /// Drops `owner`'s claim on a plugin (the admin drops every claim); the record, bytes and
@@ -519,13 +543,23 @@ impl PluginRegistry {
             .map_err(RegistryError::Invalid)?;
         self.compilations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.write_files(digest, bytes, &policy)?;
+        Ok(self.keep(digest, Arc::new(policy)))
+    }
+
+    /// Writes the bytes and the compiled artifact, each durably.
+    fn write_files(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+        policy: &CompiledPolicy,
+    ) -> Result<(), RegistryError> {
         let artifact = policy.serialize().map_err(|e| RegistryError::Damaged {
             digest: digest.to_owned(),
             message: format!("cannot serialize the compiled component: {e}"),
         })?;
         write_durably(&self.blob_path(digest), bytes)?;
-        write_durably(&self.artifact_path(digest), &artifact)?;
-        Ok(self.keep(digest, Arc::new(policy)))
+        write_durably(&self.artifact_path(digest), &artifact)
     }
 
     #[expect(

@@ -117,6 +117,7 @@ pub fn tenant() -> TenantSpec {
         namespaces: vec!["web".into(), "batch".into()],
         workloads: vec![],
         vm_pools: vec!["pool".into()],
+        backend: None,
     }
 }
 

@@ -93,7 +93,7 @@ impl From<ControlError> for ApiError {
                 BindError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_binding"),
             },
             ControlError::Registry(registry) => return registry_error(registry, message),
-            ControlError::State(_) | ControlError::Db { .. } => {
+            ControlError::State(_) | ControlError::Db { .. } | ControlError::Corrupt(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
@@ -111,7 +111,9 @@ fn registry_error(error: &RegistryError, message: String) -> ApiError {
         RegistryError::Label { .. } | RegistryError::BadReference(_) => {
             (StatusCode::BAD_REQUEST, "invalid_request")
         }
-        RegistryError::LabelTaken { .. } => (StatusCode::CONFLICT, "conflict"),
+        RegistryError::LabelTaken { .. } | RegistryError::Relabel { .. } => {
+            (StatusCode::CONFLICT, "conflict")
+        }
         RegistryError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         RegistryError::Damaged { .. } | RegistryError::Io { .. } | RegistryError::Db { .. } => {
             tracing::error!(%message, "registry failed");

@@ -152,7 +152,7 @@ pub(super) async fn delete_plugin(
     Caller(who): Caller,
     Path(digest): Path<String>,
 ) -> ApiResult {
-    state.control.delete_plugin(&who, &digest)?;
+    blocking(&state, move |control| control.delete_plugin(&who, &digest)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -164,7 +164,8 @@ pub(super) async fn create_tenant(
     body: Bytes,
 ) -> ApiResult {
     let spec: TenantSpec = parse(&body)?;
-    let (tenant, token) = state.control.create_tenant(&who, spec)?;
+    let (tenant, token) =
+        blocking(&state, move |control| control.create_tenant(&who, spec)).await?;
     ok(
         StatusCode::CREATED,
         json!({ "tenant": tenant, "token": token }),
@@ -211,7 +212,7 @@ pub(super) async fn delete_tenant(
     Caller(who): Caller,
     Path(tenant): Path<String>,
 ) -> ApiResult {
-    state.control.delete_tenant(&who, &tenant)?;
+    blocking(&state, move |control| control.delete_tenant(&who, &tenant)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -220,10 +221,8 @@ pub(super) async fn issue_token(
     Caller(who): Caller,
     Path(tenant): Path<String>,
 ) -> ApiResult {
-    ok(
-        StatusCode::CREATED,
-        state.control.issue_token(&who, &tenant)?,
-    )
+    let token = blocking(&state, move |control| control.issue_token(&who, &tenant)).await?;
+    ok(StatusCode::CREATED, token)
 }
 
 pub(super) async fn revoke_token(
@@ -231,7 +230,10 @@ pub(super) async fn revoke_token(
     Caller(who): Caller,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult {
-    state.control.revoke_token(&who, &tenant, &id)?;
+    blocking(&state, move |control| {
+        control.revoke_token(&who, &tenant, &id)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -280,7 +282,10 @@ pub(super) async fn delete_binding(
     Caller(who): Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult {
-    state.control.delete_binding(&who, &tenant, &name)?;
+    blocking(&state, move |control| {
+        control.delete_binding(&who, &tenant, &name)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -321,10 +326,11 @@ pub(super) async fn pause(
     Caller(who): Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        state.control.set_paused(&who, &tenant, &name, true)?,
-    )
+    let view = blocking(&state, move |control| {
+        control.set_paused(&who, &tenant, &name, true)
+    })
+    .await?;
+    ok(StatusCode::OK, view)
 }
 
 pub(super) async fn resume(
@@ -332,10 +338,11 @@ pub(super) async fn resume(
     Caller(who): Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        state.control.set_paused(&who, &tenant, &name, false)?,
-    )
+    let view = blocking(&state, move |control| {
+        control.set_paused(&who, &tenant, &name, false)
+    })
+    .await?;
+    ok(StatusCode::OK, view)
 }
 
 pub(super) async fn put_shadow(
@@ -389,7 +396,10 @@ pub(super) async fn clear_state(
     Caller(who): Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult {
-    state.control.clear_state(&who, &tenant, &name)?;
+    blocking(&state, move |control| {
+        control.clear_state(&who, &tenant, &name)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -3,7 +3,10 @@
 //! Start with [`Cluster`]; the embedded default is [`simulated::SimulatedCluster`]. Backends are
 //! called from the tick's blocking thread, never from an async task, so they may block.
 
+pub mod events;
+pub mod prometheus;
 pub(crate) mod promql;
+pub mod real;
 pub mod simulated;
 
 use crate::model::{

@@ -275,6 +275,7 @@ impl Backtest {
             namespaces: vec!["backtest".into()],
             workloads: vec![],
             vm_pools: vec![],
+            backend: None,
         });
         let app = workload();
         let spec = BindingSpec {

@@ -5,7 +5,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -129,9 +128,9 @@ fn tail(path: &Path) -> std::io::Result<Vec<u8>> {
 fn last_seq(bytes: &[u8]) -> u64 {
     bytes
         .split(|b| *b == b'\n')
-        .rev()
         .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-        .find_map(|record| record["seq"].as_u64())
+        .filter_map(|record| record["seq"].as_u64())
+        .max()
         .unwrap_or(0)
 }
 
@@ -152,11 +151,16 @@ pub struct ShadowRecord {
 /// Where audit records go: a bounded in-memory window, an optional JSON-lines file, and
 /// subscribers.
 pub struct AuditLog {
-    seq: AtomicU64,
-    recent: Mutex<VecDeque<AuditRecord>>,
+    /// Sequence numbers are given under this lock, in the order records are written.
+    written: Mutex<Written>,
     capacity: usize,
-    file: Option<Mutex<BufWriter<File>>>,
     subscribers: broadcast::Sender<AuditRecord>,
+}
+
+struct Written {
+    seq: u64,
+    recent: VecDeque<AuditRecord>,
+    file: Option<BufWriter<File>>,
 }
 
 /// Why the audit file could not be opened.
@@ -173,10 +177,12 @@ impl AuditLog {
     pub fn in_memory(capacity: usize) -> Self {
         let (subscribers, _) = broadcast::channel(1024);
         AuditLog {
-            seq: AtomicU64::new(0),
-            recent: Mutex::new(VecDeque::new()),
+            written: Mutex::new(Written {
+                seq: 0,
+                recent: VecDeque::new(),
+                file: None,
+            }),
             capacity,
-            file: None,
             subscribers,
         }
     }
@@ -202,51 +208,60 @@ impl AuditLog {
             // A line cut by a crash stays alone on its line.
             file.write_all(b"\n").map_err(error)?;
         }
-        Ok(AuditLog {
-            seq: AtomicU64::new(last_seq),
-            file: Some(Mutex::new(BufWriter::new(file))),
-            ..Self::in_memory(capacity)
-        })
+        let log = Self::in_memory(capacity);
+        {
+            let mut written = log.lock();
+            written.seq = last_seq;
+            written.file = Some(BufWriter::new(file));
+        }
+        Ok(log)
     }
 
-    /// The next sequence number.
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    fn lock(&self) -> std::sync::MutexGuard<'_, Written> {
+        self.written.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records one tick.
-    pub fn append(&self, record: &AuditRecord) {
-        if let Some(file) = &self.file {
-            let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
-            let written = serde_json::to_writer(&mut *file, record)
+    /// The sequence number the next record will get.
+    pub fn peek_seq(&self) -> u64 {
+        self.lock().seq + 1
+    }
+
+    /// Records one tick: gives it the next sequence number, then writes it. Numbers follow the
+    /// order of the file and of the memory window, so `since=` never skips a record.
+    pub fn append(&self, record: &mut AuditRecord) {
+        let mut written = self.lock();
+        written.seq += 1;
+        record.seq = written.seq;
+        if let Some(file) = &mut written.file {
+            let result = serde_json::to_writer(&mut *file, &*record)
                 .map_err(std::io::Error::from)
                 .and_then(|()| file.write_all(b"\n"))
                 .and_then(|()| file.flush());
-            if let Err(error) = written {
+            if let Err(error) = result {
                 tracing::error!(%error, "cannot write the audit log");
             }
         }
         if self.capacity > 0 {
-            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            recent.push_back(record.clone());
-            while recent.len() > self.capacity {
-                recent.pop_front();
+            written.recent.push_back(record.clone());
+            while written.recent.len() > self.capacity {
+                written.recent.pop_front();
             }
         }
+        drop(written);
         if self.subscribers.receiver_count() > 0 {
             // A subscriber that went away meanwhile is fine.
             let _ = self.subscribers.send(record.clone());
         }
     }
 
+    /// Forgets the kept records of a tenant (it was deleted; its name may be given again).
+    pub fn forget_tenant(&self, tenant: &str) {
+        self.lock().recent.retain(|r| r.tenant != tenant);
+    }
+
     /// The records kept in memory, oldest first.
     pub fn recent(&self) -> Vec<AuditRecord> {
-        self.recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.lock().recent.iter().cloned().collect()
     }
 
     /// Receives every record appended from now on.
@@ -269,8 +284,8 @@ mod tests {
         )
         .expect("writes");
         let log = AuditLog::with_file(10, &path).expect("opens");
-        assert_eq!(log.next_seq(), 43, "the cut record 43 never counted");
+        assert_eq!(log.peek_seq(), 43, "the cut record 43 never counted");
         let fresh = AuditLog::with_file(10, &dir.path().join("new.jsonl")).expect("opens");
-        assert_eq!(fresh.next_seq(), 1);
+        assert_eq!(fresh.peek_seq(), 1);
     }
 }

@@ -189,6 +189,8 @@ pub struct Binding {
     pub(crate) scope: Arc<Scope>,
     pub(crate) generation: u64,
     pub(crate) paused: Arc<AtomicBool>,
+    /// Held for the length of a tick.
+    pub(crate) ticking: Arc<Mutex<()>>,
     pub(crate) rails: Arc<Mutex<HashMap<WorkloadRef, RailHistory>>>,
     pub(crate) health: Arc<Mutex<Health>>,
 }

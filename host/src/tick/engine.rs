@@ -73,6 +73,8 @@ pub struct TickEngine {
     tenants: RwLock<BTreeMap<String, TenantSpec>>,
     bindings: RwLock<BTreeMap<(String, String), Arc<Binding>>>,
     generations: AtomicU64,
+    /// Named real backends; a tenant without one uses `cluster`.
+    backends: RwLock<BTreeMap<String, Arc<dyn Cluster>>>,
 }
 
 /// What [`TickEngine::bind_with`] installs beside the spec.
@@ -102,6 +104,11 @@ struct Checked {
     scope: Scope,
 }
 
+/// The longest interval between ticks.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+/// The longest deadline of one invocation.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Attempts at an actuation call that the backend answers `unavailable`.
 const ACTUATION_ATTEMPTS: u32 = 3;
 
@@ -123,6 +130,7 @@ impl TickEngine {
             tenants: RwLock::default(),
             bindings: RwLock::default(),
             generations: AtomicU64::new(0),
+            backends: RwLock::default(),
         }
     }
 
@@ -142,6 +150,37 @@ impl TickEngine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(tenant.name.clone(), tenant);
+    }
+
+    /// Adds a named backend that tenants may choose (`TenantSpec::backend`).
+    pub fn add_backend(&self, name: &str, cluster: Arc<dyn Cluster>) {
+        self.backends
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), cluster);
+    }
+
+    /// Whether a backend of that name exists.
+    pub fn has_backend(&self, name: &str) -> bool {
+        self.backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name)
+    }
+
+    /// The cluster a tenant's bindings read and act through.
+    fn cluster_for(&self, tenant: &TenantSpec) -> Arc<dyn Cluster> {
+        tenant
+            .backend
+            .as_ref()
+            .and_then(|name| {
+                self.backends
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(name)
+                    .cloned()
+            })
+            .unwrap_or_else(|| self.cluster.clone())
     }
 
     /// Removes a tenant (its bindings must be gone: a tick of one would find no grants).
@@ -186,7 +225,29 @@ impl TickEngine {
         policy: Arc<CompiledPolicy>,
         options: BindOptions,
     ) -> Result<Arc<Binding>, BindError> {
-        let checked = self.check(&spec, &policy)?;
+        self.install_checked(spec, policy, options, true)
+    }
+
+    /// Installs a binding whose config was already accepted by its policy (see
+    /// [`check_binding`](Self::check_binding)): every other check runs again, not the policy's
+    /// `validate-config`, so nothing slow or time-dependent can fail after a commit.
+    pub fn install(
+        &self,
+        spec: BindingSpec,
+        policy: Arc<CompiledPolicy>,
+        options: BindOptions,
+    ) -> Result<Arc<Binding>, BindError> {
+        self.install_checked(spec, policy, options, false)
+    }
+
+    fn install_checked(
+        &self,
+        spec: BindingSpec,
+        policy: Arc<CompiledPolicy>,
+        options: BindOptions,
+        validate: bool,
+    ) -> Result<Arc<Binding>, BindError> {
+        let checked = self.check(&spec, &policy, validate)?;
         let shadow = match options.shadow {
             Some(shadow) => {
                 if shadow.spec.tenant != spec.tenant || shadow.spec.name != spec.name {
@@ -195,7 +256,7 @@ impl TickEngine {
                         message: "a shadow belongs to its own binding".into(),
                     });
                 }
-                let scope = self.check(&shadow.spec, &shadow.policy)?.scope;
+                let scope = self.check(&shadow.spec, &shadow.policy, validate)?.scope;
                 Some(Shadow {
                     config_json: shadow.spec.config.to_string(),
                     spec: shadow.spec,
@@ -209,14 +270,16 @@ impl TickEngine {
         let key = (spec.tenant.clone(), spec.name.clone());
         let mut bindings = self.bindings.write().unwrap_or_else(|p| p.into_inner());
         check_owners(&bindings, &key, &checked.scope, &checked.id)?;
-        let (rails, health, paused, generation) = match bindings.get(&key) {
+        let (rails, health, paused, ticking, generation) = match bindings.get(&key) {
             Some(old) => (
                 old.rails.clone(),
                 old.health.clone(),
                 old.paused.clone(),
+                old.ticking.clone(),
                 old.generation,
             ),
             None => (
+                Arc::default(),
                 Arc::default(),
                 Arc::default(),
                 Arc::default(),
@@ -237,6 +300,7 @@ impl TickEngine {
             scope: Arc::new(checked.scope),
             generation,
             paused,
+            ticking,
             rails,
             health,
         });
@@ -250,7 +314,17 @@ impl TickEngine {
         spec: &BindingSpec,
         policy: &CompiledPolicy,
     ) -> Result<(), BindError> {
-        self.check(spec, policy).map(|_| ())
+        self.check(spec, policy, true).map(|_| ())
+    }
+
+    /// [`check_binding`](Self::check_binding) without the policy's `validate-config`: scope,
+    /// ownership, rails, limits.
+    pub fn check_binding_quick(
+        &self,
+        spec: &BindingSpec,
+        policy: &CompiledPolicy,
+    ) -> Result<(), BindError> {
+        self.check(spec, policy, false).map(|_| ())
     }
 
     /// Pauses or resumes `tenant/name`; false if there is no such binding.
@@ -264,7 +338,12 @@ impl TickEngine {
         }
     }
 
-    fn check(&self, spec: &BindingSpec, policy: &CompiledPolicy) -> Result<Checked, BindError> {
+    fn check(
+        &self,
+        spec: &BindingSpec,
+        policy: &CompiledPolicy,
+        validate: bool,
+    ) -> Result<Checked, BindError> {
         let id = format!("{}/{}", spec.tenant, spec.name);
         let invalid = |message: String| BindError::Invalid {
             binding: id.clone(),
@@ -280,8 +359,14 @@ impl TickEngine {
                 binding: id.clone(),
                 tenant: spec.tenant.clone(),
             })?;
-        if spec.interval < Duration::from_millis(10) {
-            return Err(invalid("interval must be at least 10ms".into()));
+        if spec.interval < Duration::from_millis(10) || spec.interval > MAX_INTERVAL {
+            return Err(invalid("interval must be from 10ms to 1d".into()));
+        }
+        if spec.limits.deadline > MAX_DEADLINE {
+            return Err(invalid(format!(
+                "limits.deadline must be at most {}s",
+                MAX_DEADLINE.as_secs()
+            )));
         }
         if spec.limits.memory_bytes > self.max_memory_bytes {
             return Err(invalid(format!(
@@ -332,6 +417,9 @@ impl TickEngine {
             &scope,
             &id,
         )?;
+        if !validate {
+            return Ok(Checked { id, scope });
+        }
         let staged = StagedState::new(self.state.clone(), namespace(&spec.tenant, &spec.name));
         policy
             .validate_config(
@@ -349,21 +437,40 @@ impl TickEngine {
         Ok(Checked { id, scope })
     }
 
-    /// Removes a binding; its state stays in the store.
+    /// Removes a binding and waits for a tick in flight to end; its state stays in the store.
     pub fn unbind(&self, tenant: &str, name: &str) -> Option<Arc<Binding>> {
-        self.bindings
+        let removed = self
+            .bindings
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&(tenant.to_owned(), name.to_owned()))
+            .remove(&(tenant.to_owned(), name.to_owned()));
+        if let Some(binding) = &removed {
+            drop(binding.ticking.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+        removed
+    }
+
+    /// Runs `work` while no tick of `tenant/name` is in flight (e.g. clearing its state).
+    pub fn between_ticks<T>(&self, tenant: &str, name: &str, work: impl FnOnce() -> T) -> T {
+        match self.binding(tenant, name) {
+            Some(binding) => {
+                let _ticking = binding.ticking.lock().unwrap_or_else(|p| p.into_inner());
+                work()
+            }
+            None => work(),
+        }
     }
 
     /// Runs one tick of `binding` now, blocking: invoke the policy in a fresh sandbox; on Ok commit
     /// its state and apply its intents through the rails; on failure apply nothing, count it, and
     /// fall back once failures reach the threshold. Returns (and logs) the audit record.
     pub fn tick(&self, binding: &Binding) -> AuditRecord {
+        // One tick of a binding at a time, across revisions: removing it waits for this one.
+        let _ticking = binding.ticking.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.clock.now_ms();
+        let cluster = self.cluster_for(&binding.scope.tenant);
         let access = Access {
-            cluster: self.cluster.clone(),
+            cluster: cluster.clone(),
             scope: binding.scope.clone(),
         };
         let staged = StagedState::new(
@@ -380,7 +487,7 @@ impl TickEngine {
             staged,
         );
         let mut record = AuditRecord {
-            seq: self.audit.next_seq(),
+            seq: 0,
             at: now,
             tenant: binding.tenant.to_string(),
             binding: binding.name.to_string(),
@@ -440,7 +547,7 @@ impl TickEngine {
                 record.outcome = Outcome::Failed { error };
             }
         }
-        self.audit.append(&record);
+        self.audit.append(&mut record);
         record
     }
 
@@ -448,7 +555,7 @@ impl TickEngine {
     /// namespace, its intents only recorded.
     fn tick_shadow(&self, binding: &Binding, shadow: &Shadow, now: TimestampMs) -> ShadowRecord {
         let access = Access {
-            cluster: self.cluster.clone(),
+            cluster: self.cluster_for(&shadow.scope.tenant),
             scope: shadow.scope.clone(),
         };
         let staged = StagedState::new(
@@ -487,6 +594,7 @@ impl TickEngine {
         intents: &[Intent],
         now: TimestampMs,
     ) -> Vec<Action> {
+        let cluster = self.cluster_for(&binding.scope.tenant);
         // Per target, the last intent holds the composed request.
         let mut requests: Vec<(&WorkloadRef, u32)> = Vec::new();
         for intent in intents {
@@ -509,7 +617,7 @@ impl TickEngine {
                 pool, vm_id, state, ..
             } = intent
             {
-                let error = retry(|| self.cluster.set_power(pool, vm_id, *state))
+                let error = retry(|| cluster.set_power(pool, vm_id, *state))
                     .err()
                     .map(|e| e.to_string());
                 actions.push(Action::Power {
@@ -562,7 +670,8 @@ impl TickEngine {
         } else {
             super::guard::Rails::bounds(spec.min_replicas, spec.max_replicas)
         };
-        let current = match retry(|| self.cluster.workload(target)) {
+        let cluster = self.cluster_for(&binding.scope.tenant);
+        let current = match retry(|| cluster.workload(target)) {
             Ok(status) => status.replicas,
             Err(e) => {
                 return Action::Scale {
@@ -580,7 +689,7 @@ impl TickEngine {
         let verdict = rails.judge(history, current, requested, now);
         let bounded = requested.clamp(spec.min_replicas, spec.max_replicas);
         let error = if verdict.replicas != current {
-            retry(|| self.cluster.scale(target, verdict.replicas))
+            retry(|| cluster.scale(target, verdict.replicas))
                 .err()
                 .map(|e| e.to_string())
         } else {

@@ -34,6 +34,13 @@ impl Scheduler {
     /// tick is missed or run twice. A paused binding's ticks are skipped; a removed one's task
     /// ends, as does one whose binding was removed and created again (the new one has its own).
     pub fn start(&mut self, tenant: &str, name: &str) {
+        self.start_generation(tenant, name, None);
+    }
+
+    /// [`start`](Self::start) for one generation of the binding: an announcement that arrives
+    /// after the binding was removed and created again starts nothing (the newer one has its
+    /// own announcement).
+    pub fn start_generation(&mut self, tenant: &str, name: &str, expected: Option<u64>) {
         let engine = self.engine.clone();
         let mut shutdown = self.shutdown.subscribe();
         let (tenant, name) = (tenant.to_owned(), name.to_owned());
@@ -42,6 +49,9 @@ impl Scheduler {
                 return;
             };
             let generation = first.generation();
+            if expected.is_some_and(|g| g != generation) {
+                return;
+            }
             let interval = first.spec.interval;
             // Spread bindings over their interval so they do not all tick at once.
             let phase = jitter(&tenant, &name, interval);
@@ -87,10 +97,10 @@ impl Scheduler {
     /// Starts ticking each binding named on `added` as it arrives (bindings created at run time).
     pub async fn follow(
         &mut self,
-        added: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+        added: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String, u64)>,
     ) {
-        while let Some((tenant, name)) = added.recv().await {
-            self.start(&tenant, &name);
+        while let Some((tenant, name, generation)) = added.recv().await {
+            self.start_generation(&tenant, &name, Some(generation));
         }
     }
 

@@ -19,6 +19,10 @@ pub struct TenantSpec {
     /// VM pools it may list and power.
     #[serde(default)]
     pub vm_pools: Vec<String>,
+    /// The `[[backends]]` entry its bindings read and act through; the simulated cluster when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// The grants of one binding, checked by the host on every call (never by the backend).
