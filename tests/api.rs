@@ -1641,3 +1641,115 @@ async fn labels_never_change_and_a_plugin_bound_elsewhere_is_not_deleted() {
         "not_found",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushed_events_reach_a_policy_and_stay_in_the_tenants_namespaces() {
+    let t = test_host(None).await;
+    let r = &t.router;
+    let token = create_tenant(r, "ops", &["default"]).await;
+    let plugin = upload(
+        r,
+        &token,
+        std::fs::read(artifacts::THRESHOLD_COOLDOWN).expect("threshold-cooldown"),
+    )
+    .await;
+    let bound = call(
+        r,
+        Method::PUT,
+        "/v1/tenants/ops/bindings/load",
+        Some(&token),
+        json_body(json!({
+            "plugin": plugin,
+            "config": {
+                "target": { "namespace": "default", "name": "web" },
+                "source": { "events": { "service": "default/web/load" } },
+                "window_secs": 60,
+                "cooldown_secs": 0,
+                "rules": [{ "direction": "up", "threshold": 100.0, "step": { "by": 2 }, "limit": 10 }],
+            },
+            "targets": [{ "namespace": "default", "name": "web", "min_replicas": 1, "max_replicas": 10 }],
+        })),
+    )
+    .await;
+    assert_eq!(bound.0, StatusCode::CREATED, "{}", bound.1);
+    let now_s = t.host.simulated().expect("simulated").now() as f64 / 1000.0;
+    let events = |service: &str| {
+        json!([
+            { "host": "h1", "service": service, "metric": 150.0, "time": now_s - 20.0 },
+            { "host": "h1", "service": service, "metric": 150.0, "time": now_s - 10.0, "ttl": 120.0 },
+            { "host": "h2", "service": service, "metric": 100.0, "time": now_s - 5.0 },
+        ])
+    };
+    // Outside the tenant's namespaces, malformed, or unauthenticated: refused whole.
+    assert_error(
+        &call(
+            r,
+            Method::POST,
+            "/v1/events",
+            Some(&token),
+            json_body(events("batch/worker/load")),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let mut bad = events("default/web/load");
+    bad[2]["metric"] = json!("lots");
+    assert_error(
+        &call(r, Method::POST, "/v1/events", Some(&token), json_body(bad)).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    let mut late = events("default/web/load");
+    late[1]["ttl"] = json!(-1.0);
+    let refused = call(r, Method::POST, "/v1/events", Some(&token), json_body(late)).await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        refused.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("event 1: ttl")),
+        "{}",
+        refused.1
+    );
+    assert_error(
+        &call(
+            r,
+            Method::POST,
+            "/v1/events",
+            None,
+            json_body(events("default/web/load")),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    // Accepted: (150 + 150 + 100) / 2 hosts = 200 per host > 100, so up by 2 from 4.
+    let (status, accepted) = call(
+        r,
+        Method::POST,
+        "/v1/events",
+        Some(&token),
+        json_body(events("default/web/load")),
+    )
+    .await;
+    assert_eq!(
+        (status, accepted["accepted"].clone()),
+        (StatusCode::ACCEPTED, json!(3))
+    );
+    let engine = t.host.control().engine().clone();
+    let record = tokio::task::spawn_blocking(move || {
+        let binding = engine.binding("ops", "load").expect("bound");
+        engine.tick(&binding)
+    })
+    .await
+    .expect("ticks");
+    assert_eq!(record.outcome, scalehost::tick::Outcome::Ok, "{record:?}");
+    assert!(
+        matches!(
+            record.actions.first(),
+            Some(scalehost::tick::Action::Scale { applied: 6, .. })
+        ),
+        "{:?}",
+        record.actions
+    );
+}

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::backends::events::{Event, EventStore};
 use crate::model::WorkloadRef;
 use crate::registry::{Added, Owner, PluginRecord, PluginRegistry, RegistryError, unix_ms};
 use crate::runtime::Limits;
@@ -262,6 +263,7 @@ pub struct Control {
     db: Arc<Database>,
     registry: Arc<PluginRegistry>,
     engine: Arc<TickEngine>,
+    events: Arc<EventStore>,
     admin_token_sha256: Option<[u8; 32]>,
     /// Tenants defined by the config file: visible, not changeable through the API.
     static_tenants: Vec<String>,
@@ -279,6 +281,7 @@ impl Control {
         db: Arc<Database>,
         registry: Arc<PluginRegistry>,
         engine: Arc<TickEngine>,
+        events: Arc<EventStore>,
         admin_token: Option<&str>,
         static_tenants: Vec<String>,
     ) -> Result<Self, ControlError> {
@@ -292,6 +295,7 @@ impl Control {
             db,
             registry,
             engine,
+            events,
             admin_token_sha256: admin_token.map(sha256),
             static_tenants,
             added: None,
@@ -560,6 +564,32 @@ impl Control {
             return Err(ControlError::NotFound(format!("no token {id}")));
         }
         self.put_tenant(&record)
+    }
+
+    // ----- pushed events -----
+
+    /// Keeps a batch of pushed events: a tenant may push only services under its namespaces
+    /// (`<namespace>/…`); the batch is checked whole and kept whole, or refused whole.
+    pub fn push_events(&self, who: &Principal, events: &[Event]) -> Result<usize, ControlError> {
+        if let Principal::Tenant(tenant) = who {
+            let spec = self
+                .engine
+                .tenant(tenant)
+                .ok_or_else(|| ControlError::NotFound(format!("no tenant {tenant}")))?;
+            for (index, event) in events.iter().enumerate() {
+                let namespace = event.service.split('/').next().unwrap_or_default();
+                if !event.service.contains('/') || !spec.namespaces.iter().any(|ns| ns == namespace)
+                {
+                    return Err(ControlError::Forbidden(format!(
+                        "event {index}: service {:?} is not under a namespace granted to tenant {tenant}",
+                        event.service
+                    )));
+                }
+            }
+        }
+        self.events
+            .push(events)
+            .map_err(|e| ControlError::Invalid(e.to_string()))
     }
 
     // ----- plugins -----

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use tokio::sync::mpsc;
 
 use crate::api::{self, ApiState};
+use crate::backends::events::{EventStore, WithPushedEvents};
+use crate::backends::real::{BackendSetupError, RealCluster};
 use crate::backends::simulated::{SimError, SimulatedCluster};
 use crate::backends::{Clock, Cluster};
 use crate::config::{BackendKind, HostConfig};
@@ -57,6 +59,17 @@ pub enum HostError {
     /// Two tenants or two bindings of a tenant share a name.
     #[error("duplicate {0} in the config")]
     Duplicate(String),
+    /// A real backend could not be set up.
+    #[error(transparent)]
+    Backend(#[from] BackendSetupError),
+    /// A tenant names a backend the config does not define.
+    #[error("tenant {tenant}: no [[backends]] entry named {backend:?}")]
+    UnknownBackend {
+        /// The tenant.
+        tenant: String,
+        /// The backend it names.
+        backend: String,
+    },
     /// The plugin registry could not be opened.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -165,15 +178,36 @@ impl Host {
                     (sim.clone(), clock.clone(), Some((sim, clock)))
                 }
             };
+        // Pushed events are the host's, served whatever a tenant's backend.
+        let events = EventStore::new();
         let engine = Arc::new(TickEngine::new(
-            cluster,
+            Arc::new(WithPushedEvents::new(cluster, events.clone())),
             clock,
             state,
             audit,
             runtime.max_memory_bytes(),
         ));
         let mut seen = std::collections::HashSet::new();
+        for backend in &config.backends {
+            if !seen.insert(backend.name.clone()) {
+                return Err(HostError::Duplicate(format!("backend {}", backend.name)));
+            }
+            let real = RealCluster::from_config(backend)?;
+            engine.add_backend(
+                &backend.name,
+                Arc::new(WithPushedEvents::new(Arc::new(real), events.clone())),
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
         for tenant in &config.tenants {
+            if let Some(backend) = &tenant.backend
+                && !engine.has_backend(backend)
+            {
+                return Err(HostError::UnknownBackend {
+                    tenant: tenant.name.clone(),
+                    backend: backend.clone(),
+                });
+            }
             if !seen.insert(tenant.name.clone()) {
                 return Err(HostError::Duplicate(format!("tenant {}", tenant.name)));
             }
@@ -228,8 +262,16 @@ impl Host {
         let (mut control, added) = {
             let engine = engine.clone();
             let token = admin_token.clone();
+            let events = events.clone();
             tokio::task::spawn_blocking(move || {
-                Control::open(db, registry, engine, token.as_deref(), static_tenants)
+                Control::open(
+                    db,
+                    registry,
+                    engine,
+                    events,
+                    token.as_deref(),
+                    static_tenants,
+                )
             })
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))

@@ -34,6 +34,7 @@ fn main() -> Result<()> {
         }
         Some("test") => {
             plugins()?;
+            ensure_prometheus()?;
             run(cargo().args(["test", "--workspace"]).args(rest))?;
             // The policies' own logic, natively.
             run(cargo().current_dir(root().join("plugins")).arg("test"))
@@ -45,7 +46,7 @@ fn main() -> Result<()> {
         Some("help") | None => {
             println!("cargo xtask plugins   build every plugin into target/plugins/<name>.wasm");
             println!("cargo xtask demo      build the plugins and run `scalehost demo` [ARGS]");
-            println!("cargo xtask test      build the plugins and run every test");
+            println!("cargo xtask test      build the plugins, install prometheus, run every test");
             println!("cargo xtask bench     build the plugins and run the benchmarks [ARGS]");
             Ok(())
         }
@@ -102,6 +103,38 @@ fn plugins() -> Result<()> {
             .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
     }
     println!("plugins: {} components in {}", PLUGINS.len(), out.display());
+    Ok(())
+}
+
+/// The Prometheus tests run the real server: Debian's package, installed when missing.
+fn ensure_prometheus() -> Result<()> {
+    let present = || {
+        Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if present() {
+        return Ok(());
+    }
+    println!("installing prometheus (apt-get install -y prometheus)");
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "prometheus"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        // A fresh machine may have no package lists yet.
+        run(Command::new("apt-get").arg("update"))?;
+        if !install() {
+            bail!("cannot install prometheus: run `apt-get install -y prometheus` as root");
+        }
+    }
+    if !present() {
+        bail!("prometheus installed but `prometheus --version` fails");
+    }
     Ok(())
 }
 

@@ -447,3 +447,26 @@ pub(super) async fn decisions(
         .collect();
     ok(StatusCode::OK, json!({ "decisions": records }))
 }
+
+// ----- pushed events -----
+
+pub(super) async fn push_events(
+    State(state): State<Arc<ApiState>>,
+    Caller(who): Caller,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult {
+    let body = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "invalid_request"
+            },
+            e.body_text(),
+        )
+    })?;
+    let events: Vec<crate::backends::events::Event> = parse(&body)?;
+    let accepted = blocking(&state, move |control| control.push_events(&who, &events)).await?;
+    ok(StatusCode::ACCEPTED, json!({ "accepted": accepted }))
+}

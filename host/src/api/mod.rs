@@ -44,6 +44,9 @@ impl ApiState {
     }
 }
 
+/// The largest body of `POST /v1/events`, bytes.
+pub const MAX_EVENTS_BODY: usize = 8 << 20;
+
 /// Every route: method and path, as in the OpenAPI document.
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
@@ -73,6 +76,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/tenants/{tenant}/bindings/{name}/state"),
     ("delete", "/v1/tenants/{tenant}/bindings/{name}/state"),
     ("get", "/v1/tenants/{tenant}/decisions"),
+    ("post", "/v1/events"),
 ];
 
 /// The API's router.
@@ -122,6 +126,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(get_state).delete(clear_state),
         )
         .route("/v1/tenants/{tenant}/decisions", get(decisions))
+        .route(
+            "/v1/events",
+            post(push_events).layer(DefaultBodyLimit::max(MAX_EVENTS_BODY)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

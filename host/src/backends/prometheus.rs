@@ -51,12 +51,14 @@ pub enum PrometheusSetupError {
     Invalid(String),
 }
 
-/// A Prometheus server. Blocking: called from the tick's blocking thread.
+/// A Prometheus server. Its methods block: they are called from the tick's blocking thread
+/// and run the request on the host's tokio runtime (captured when the client is made).
 pub struct Prometheus {
     url: String,
     token: Option<String>,
     timeout: Duration,
-    client: reqwest::blocking::Client,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Prometheus {
@@ -102,8 +104,12 @@ struct MatrixItem {
 }
 
 impl Prometheus {
-    /// A client for `config`: reads the token and CA files now.
+    /// A client for `config`: reads the token and CA files now. Must be called on the host's
+    /// tokio runtime.
     pub fn new(config: &PrometheusConfig) -> Result<Self, PrometheusSetupError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            PrometheusSetupError::Invalid("the client must be made on the host's runtime".into())
+        })?;
         let read = |path: &PathBuf| {
             std::fs::read(path).map_err(|source| PrometheusSetupError::Read {
                 path: path.clone(),
@@ -114,7 +120,7 @@ impl Prometheus {
             Some(path) => Some(String::from_utf8_lossy(&read(path)?).trim().to_owned()),
             None => None,
         };
-        let mut builder = reqwest::blocking::Client::builder().timeout(config.timeout);
+        let mut builder = reqwest::Client::builder().timeout(config.timeout);
         if let Some(path) = &config.ca_file {
             let ca = reqwest::Certificate::from_pem(&read(path)?).map_err(|e| {
                 PrometheusSetupError::Invalid(format!(
@@ -138,6 +144,7 @@ impl Prometheus {
             token,
             timeout: config.timeout,
             client,
+            runtime,
         })
     }
 
@@ -189,18 +196,19 @@ impl Prometheus {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().map_err(|e| {
-            let why = if e.is_timeout() {
+        let unavailable = |e: reqwest::Error| {
+            BackendError::Unavailable(if e.is_timeout() {
                 format!("prometheus did not answer within {:?}", self.timeout)
             } else {
                 format!("prometheus unreachable: {}", crate::display_chain(&e))
-            };
-            BackendError::Unavailable(why)
+            })
+        };
+        let (status, body) = self.runtime.block_on(async {
+            let response = request.send().await.map_err(unavailable)?;
+            let status = response.status();
+            let body = response.text().await.map_err(unavailable)?;
+            Ok::<_, BackendError>((status, body))
         })?;
-        let status = response.status();
-        let body = response
-            .text()
-            .map_err(|e| BackendError::Unavailable(format!("prometheus: {e}")))?;
         let answer: Answer = match serde_json::from_str(&body) {
             Ok(answer) => answer,
             Err(_) if !status.is_success() => {

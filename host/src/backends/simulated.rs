@@ -85,8 +85,10 @@ impl Default for SimSpec {
 }
 
 fn default_start_ms() -> TimestampMs {
-    // 2026-01-05 00:00 UTC, a Monday: traces start on a day boundary unless told otherwise.
-    1_767_571_200_000
+    // Now, to the minute: under `serve` the simulated cluster's time is then the wall clock's,
+    // so events pushed with real timestamps line up. Replays set their own start.
+    let now = super::SystemClock.now_ms();
+    now - now % 60_000
 }
 
 fn default_report_interval() -> Duration {

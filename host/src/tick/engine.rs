@@ -152,6 +152,15 @@ impl TickEngine {
             .insert(tenant.name.clone(), tenant);
     }
 
+    /// A tenant's grants.
+    pub fn tenant(&self, name: &str) -> Option<TenantSpec> {
+        self.tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
     /// Adds a named backend that tenants may choose (`TenantSpec::backend`).
     pub fn add_backend(&self, name: &str, cluster: Arc<dyn Cluster>) {
         self.backends

@@ -1,0 +1,336 @@
+//! The Prometheus backend against the real Prometheus (Debian's `prometheus` package, started on
+//! a free loopback port with a temporary storage dir) scraping an exporter the test serves; and
+//! a policy reading it through the tick engine.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{api, compiled, tenant};
+use scalehost::backends::prometheus::{Prometheus, PrometheusConfig};
+use scalehost::backends::simulated::{SimSpec, SimulatedCluster};
+use scalehost::backends::{Clock, Cluster, SystemClock};
+use scalehost::model::{
+    BackendError, Capacity, PowerState, Series, TimestampMs, Vm, WorkloadRef, WorkloadStatus,
+};
+use scalehost::state::StateStore;
+use scalehost::tick::{Action, AuditLog, BindingSpec, Outcome, TargetSpec, TickEngine};
+use serde_json::json;
+
+/// The Prometheus server; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn prometheus_binary() -> &'static str {
+    for candidate in ["/usr/bin/prometheus", "/usr/local/bin/prometheus"] {
+        if Path::new(candidate).exists() {
+            return candidate;
+        }
+    }
+    panic!(
+        "the prometheus binary is not installed: `apt-get install -y prometheus` (cargo xtask test installs it)"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Serves `/metrics`: one series in a namespace the tenant has, one in another.
+async fn exporter(value: Arc<AtomicU64>) -> SocketAddr {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let value = value.load(Ordering::Relaxed);
+            async move {
+                format!(
+                    "# TYPE app_requests_per_second gauge\n\
+                     app_requests_per_second{{namespace=\"web\",workload=\"api\"}} {value}\n\
+                     app_requests_per_second{{namespace=\"secret\",workload=\"db\"}} 7\n"
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+async fn start_prometheus(target: SocketAddr) -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .expect("writes");
+    let port = free_port();
+    let child = Command::new(prometheus_binary())
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    // Ready, and the exporter scraped.
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let scraped = client
+            .get(format!("{}/api/v1/query", server.url))
+            .query(&[("query", "app_requests_per_second")])
+            .send()
+            .await
+            .ok();
+        if let Some(response) = scraped
+            && let Ok(body) = response.json::<serde_json::Value>().await
+            && body["data"]["result"]
+                .as_array()
+                .is_some_and(|r| r.len() == 2)
+        {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus did not scrape within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Made on the test's runtime (call from the async test, not from a blocking closure).
+fn client(url: &str, timeout: Duration) -> Prometheus {
+    Prometheus::new(&PrometheusConfig {
+        url: url.to_owned(),
+        bearer_token_file: None,
+        ca_file: None,
+        timeout,
+    })
+    .expect("client")
+}
+
+/// Queries go to Prometheus; workloads and scaling to the simulated cluster.
+struct PrometheusAndSim {
+    prometheus: Prometheus,
+    sim: Arc<SimulatedCluster>,
+}
+
+impl Cluster for PrometheusAndSim {
+    fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
+        self.prometheus.query(promql, at)
+    }
+    fn query_range(
+        &self,
+        promql: &str,
+        start: TimestampMs,
+        end: TimestampMs,
+        step_ms: u64,
+    ) -> Result<Vec<Series>, BackendError> {
+        self.prometheus.query_range(promql, start, end, step_ms)
+    }
+    fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
+        self.sim.workload(target)
+    }
+    fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
+        self.sim.capacity(exclude)
+    }
+    fn events(&self, s: &str, w: u64, now: TimestampMs) -> Result<Vec<Series>, BackendError> {
+        self.sim.events(s, w, now)
+    }
+    fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
+        self.sim.vms(pool)
+    }
+    fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
+        self.sim.scale(target, replicas)
+    }
+    fn set_power(&self, pool: &str, vm: &str, state: PowerState) -> Result<(), BackendError> {
+        self.sim.set_power(pool, vm, state)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_prometheus_answers_queries_errors_and_a_policy() {
+    let value = Arc::new(AtomicU64::new(420));
+    let server = start_prometheus(exporter(value.clone()).await).await;
+    let url = server.url.clone();
+    let prometheus = client(&url, Duration::from_secs(5));
+    // A few scrapes, so a range has several points.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+
+    let checks = tokio::task::spawn_blocking(move || {
+        let now = SystemClock.now_ms();
+        // A vector: one series per label set, labels sorted.
+        let vector = prometheus
+            .query("app_requests_per_second", now)
+            .expect("vector");
+        assert_eq!(vector.len(), 2);
+        let web = vector
+            .iter()
+            .find(|s| s.labels.contains(&("namespace".into(), "web".into())))
+            .expect("the web series");
+        assert_eq!(web.samples[0].value, 420.0);
+        assert!(
+            web.labels
+                .contains(&("__name__".into(), "app_requests_per_second".into()))
+        );
+        // An aggregation and a scalar.
+        let sum = prometheus
+            .query("sum(app_requests_per_second)", now)
+            .expect("sum");
+        assert_eq!((sum[0].labels.len(), sum[0].samples[0].value), (0, 427.0));
+        let scalar = prometheus
+            .query("scalar(sum(app_requests_per_second)) * 2", now)
+            .expect("scalar");
+        assert_eq!(scalar[0].samples[0].value, 854.0);
+        // A matrix.
+        let range = prometheus
+            .query_range(
+                "app_requests_per_second{namespace=\"web\"}",
+                now - 3000,
+                now,
+                1000,
+            )
+            .expect("matrix");
+        assert_eq!(range.len(), 1);
+        assert!(range[0].samples.len() >= 2, "{:?}", range[0].samples);
+        // Prometheus's own message for bad PromQL, as `invalid`.
+        match prometheus.query("sum(app_requests_per_second", now) {
+            Err(BackendError::Invalid(message)) => {
+                assert!(message.contains("parse error"), "{message}")
+            }
+            other => panic!("expected invalid, got {other:?}"),
+        }
+        assert!(matches!(
+            prometheus.query_range("up", now, now - 1, 1000),
+            Err(BackendError::Invalid(_))
+        ));
+    });
+    checks.await.expect("checks pass");
+
+    // Unreachable, and a server that never answers: `unavailable`, within the timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
+    let dead_url = format!("http://127.0.0.1:{}", free_port());
+    let (silent_client, dead_client) = (
+        client(&silent_url, Duration::from_millis(300)),
+        client(&dead_url, Duration::from_secs(1)),
+    );
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        match silent_client.query("up", 0) {
+            Err(BackendError::Unavailable(message)) => {
+                assert!(message.contains("did not answer within"), "{message}")
+            }
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(matches!(
+            dead_client.query("up", 0),
+            Err(BackendError::Unavailable(_))
+        ));
+        drop(silent);
+    })
+    .await
+    .expect("timeouts");
+
+    // A policy reading Prometheus through the engine: threshold-cooldown over the requests of
+    // its namespace. The series of a namespace the tenant lacks is dropped by the host: with it
+    // the per-host value would be (420 + 7) / 2, under the threshold.
+    let sim = Arc::new(
+        SimulatedCluster::new(
+            SimSpec {
+                start_ms: SystemClock.now_ms(),
+                ..common::sim_spec()
+            },
+            Path::new("."),
+        )
+        .expect("sim"),
+    );
+    let cluster = Arc::new(PrometheusAndSim {
+        prometheus: client(&url, Duration::from_secs(5)),
+        sim: sim.clone(),
+    });
+    let engine = TickEngine::new(
+        cluster,
+        sim.clone(),
+        Arc::new(StateStore::in_memory().expect("state")),
+        Arc::new(AuditLog::in_memory(100)),
+        256 << 20,
+    );
+    engine.add_tenant(tenant());
+    let spec = BindingSpec {
+        tenant: "t".into(),
+        name: "from-prometheus".into(),
+        plugin: "threshold-cooldown".into(),
+        interval: Duration::from_secs(15),
+        config: json!({
+            "target": { "namespace": "web", "name": "api" },
+            "source": { "query": "app_requests_per_second" },
+            "window_secs": 1,
+            "cooldown_secs": 0,
+            "rules": [{ "direction": "up", "threshold": 300.0, "step": { "by": 2 }, "limit": 10 }],
+        }),
+        targets: vec![TargetSpec {
+            kind: Default::default(),
+            namespace: "web".into(),
+            name: "api".into(),
+            min_replicas: 1,
+            max_replicas: 10,
+            max_step_up: None,
+            max_step_down: None,
+            cooldown_up: Duration::ZERO,
+            cooldown_down: Duration::ZERO,
+            stabilization_down: Duration::ZERO,
+        }],
+        vm_pools: vec![],
+        limits: Default::default(),
+        fallback: Default::default(),
+    };
+    let record = tokio::task::spawn_blocking(move || {
+        let binding = engine
+            .bind(spec, compiled(scalehost_test_artifacts::THRESHOLD_COOLDOWN))
+            .expect("binds");
+        engine.tick(&binding)
+    })
+    .await
+    .expect("ticks");
+    assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+    assert!(
+        matches!(record.actions.first(), Some(Action::Scale { target, applied: 6, .. }) if *target == api()),
+        "420 per host > 300: 4 -> 6; {:?}",
+        record.actions
+    );
+    drop(server);
+}
