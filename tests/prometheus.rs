@@ -332,5 +332,59 @@ async fn the_real_prometheus_answers_queries_errors_and_a_policy() {
         "420 per host > 300: 4 -> 6; {:?}",
         record.actions
     );
+
+    // End to end through the host's config: a tenant on a real backend (this Prometheus and the
+    // Kubernetes test server), threshold-cooldown scaling a Deployment there.
+    let fake = Arc::new(std::sync::Mutex::new(common::apiserver::sample()));
+    let (api_server, _) = common::apiserver::serve(fake.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_text = format!(
+        r#"
+data_dir = "{data}"
+[[backends]]
+name = "prod"
+prometheus = {{ url = "{url}", timeout = "5s" }}
+kubernetes = {{ url = "{api_server}", timeout = "5s" }}
+[[tenants]]
+name = "shop"
+namespaces = ["web"]
+backend = "prod"
+[[bindings]]
+tenant = "shop"
+name = "api"
+plugin = "{plugin}"
+config = {{ target = {{ namespace = "web", name = "api" }}, source = {{ query = "app_requests_per_second" }}, window_secs = 1, cooldown_secs = 0, rules = [{{ direction = "up", threshold = 300.0, step = {{ by = 2 }}, limit = 10 }}] }}
+targets = [{{ namespace = "web", name = "api", min_replicas = 1, max_replicas = 10 }}]
+"#,
+        data = dir.path().join("data").display(),
+        plugin = scalehost_test_artifacts::THRESHOLD_COOLDOWN,
+    );
+    let config = scalehost::config::HostConfig::from_toml(
+        &config_text,
+        Path::new("scalehost.toml"),
+        dir.path().to_owned(),
+    )
+    .expect("config");
+    let host = scalehost::Host::from_config(config).await.expect("host");
+    let engine = host.engine().clone();
+    let record = tokio::task::spawn_blocking(move || {
+        let binding = engine.binding("shop", "api").expect("bound");
+        engine.tick(&binding)
+    })
+    .await
+    .expect("ticks");
+    assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+    let fake = fake.lock().expect("state");
+    assert_eq!(
+        fake.deployments[&("web".to_owned(), "api".to_owned())].replicas,
+        6,
+        "scaled through the scale subresource: {:?}",
+        fake.log
+    );
+    assert!(
+        fake.log
+            .iter()
+            .any(|l| l == "PUT deployments/web/api/scale")
+    );
     drop(server);
 }

@@ -192,7 +192,7 @@ impl Host {
             if !seen.insert(backend.name.clone()) {
                 return Err(HostError::Duplicate(format!("backend {}", backend.name)));
             }
-            let real = RealCluster::from_config(backend)?;
+            let real = RealCluster::connect(backend).await?;
             engine.add_backend(
                 &backend.name,
                 Arc::new(WithPushedEvents::new(Arc::new(real), events.clone())),

@@ -1,6 +1,8 @@
 //! Shared set-up for the integration tests: an engine, a simulated cluster, a tenant, bindings.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod apiserver;
+
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! called from the tick's blocking thread, never from an async task, so they may block.
 
 pub mod events;
+pub mod kubernetes;
 pub mod prometheus;
 pub(crate) mod promql;
 pub mod real;

@@ -1,13 +1,14 @@
-//! A tenant's real backends: Prometheus for queries; Kubernetes and vSphere as they are
-//! configured. Chosen per tenant (`[[tenants]] backend = "NAME"`, `[[backends]] name = "NAME"`).
+//! A tenant's real backends: Prometheus for queries, Kubernetes for workloads, capacity and
+//! scaling (vSphere VM pools: not yet). Chosen per tenant (`[[tenants]] backend = "NAME"`, `[[backends]] name = "NAME"`).
 //!
-//! Start with [`RealCluster::from_config`]. A call no configured backend can answer reaches the
+//! Start with [`RealCluster::connect`]. A call no configured backend can answer reaches the
 //! policy as `unavailable`, naming what to configure; it never falls back to the simulated
 //! cluster.
 
 use serde::{Deserialize, Serialize};
 
 use super::Cluster;
+use super::kubernetes::{Kubernetes, KubernetesConfig, KubernetesSetupError};
 use super::prometheus::{Prometheus, PrometheusConfig, PrometheusSetupError};
 use crate::model::{
     BackendError, Capacity, PowerState, Series, TimestampMs, Vm, WorkloadRef, WorkloadStatus,
@@ -22,6 +23,9 @@ pub struct BackendConfig {
     /// Where `metrics.query` and `metrics.query-range` go.
     #[serde(default)]
     pub prometheus: Option<PrometheusConfig>,
+    /// Where workloads, capacity and scaling go.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesConfig>,
 }
 
 /// Why a backend could not be built.
@@ -36,6 +40,15 @@ pub enum BackendSetupError {
         #[source]
         source: PrometheusSetupError,
     },
+    /// The Kubernetes section is unusable.
+    #[error("backend {backend}: kubernetes")]
+    Kubernetes {
+        /// The backend.
+        backend: String,
+        /// Why.
+        #[source]
+        source: KubernetesSetupError,
+    },
 }
 
 /// The real systems behind one `[[backends]]` entry.
@@ -43,11 +56,13 @@ pub enum BackendSetupError {
 pub struct RealCluster {
     name: String,
     prometheus: Option<Prometheus>,
+    kubernetes: Option<Kubernetes>,
 }
 
 impl RealCluster {
-    /// Builds the clients of `config` (reads token and CA files now).
-    pub fn from_config(config: &BackendConfig) -> Result<Self, BackendSetupError> {
+    /// Builds the clients of `config` (reads token, CA and kubeconfig files now). Runs on the
+    /// host's tokio runtime, which the clients keep for their requests.
+    pub async fn connect(config: &BackendConfig) -> Result<Self, BackendSetupError> {
         let prometheus = config
             .prometheus
             .as_ref()
@@ -57,10 +72,31 @@ impl RealCluster {
                 backend: config.name.clone(),
                 source,
             })?;
+        let kubernetes = match &config.kubernetes {
+            Some(k) => Some(Kubernetes::connect(k).await.map_err(|source| {
+                BackendSetupError::Kubernetes {
+                    backend: config.name.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
         Ok(RealCluster {
             name: config.name.clone(),
             prometheus,
+            kubernetes,
         })
+    }
+
+    /// The Kubernetes client, if configured.
+    pub fn kubernetes(&self) -> Option<&Kubernetes> {
+        self.kubernetes.as_ref()
+    }
+
+    fn kubernetes_or_missing(&self) -> Result<&Kubernetes, BackendError> {
+        self.kubernetes
+            .as_ref()
+            .ok_or_else(|| self.missing("Kubernetes", "kubernetes"))
     }
 
     /// The Prometheus client, if configured.
@@ -98,12 +134,12 @@ impl Cluster for RealCluster {
             .query_range(promql, start, end, step_ms)
     }
 
-    fn workload(&self, _target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
-        Err(self.missing("Kubernetes", "kubernetes"))
+    fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
+        self.kubernetes_or_missing()?.workload(target)
     }
 
-    fn capacity(&self, _exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
-        Err(self.missing("Kubernetes", "kubernetes"))
+    fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
+        self.kubernetes_or_missing()?.capacity(exclude)
     }
 
     fn events(
@@ -123,8 +159,10 @@ impl Cluster for RealCluster {
         )))
     }
 
-    fn scale(&self, _target: &WorkloadRef, _replicas: u32) -> Result<(), BackendError> {
-        Err(self.missing("Kubernetes", "kubernetes"))
+    fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
+        self.kubernetes_or_missing()?
+            .scale(target, replicas)
+            .map(|_| ())
     }
 
     fn set_power(&self, pool: &str, _vm_id: &str, _state: PowerState) -> Result<(), BackendError> {

@@ -73,8 +73,8 @@ pub struct TickEngine {
     tenants: RwLock<BTreeMap<String, TenantSpec>>,
     bindings: RwLock<BTreeMap<(String, String), Arc<Binding>>>,
     generations: AtomicU64,
-    /// Named real backends; a tenant without one uses `cluster`.
-    backends: RwLock<BTreeMap<String, Arc<dyn Cluster>>>,
+    /// Named real backends (and their clocks); a tenant without one uses `cluster`.
+    backends: RwLock<BTreeMap<String, (Arc<dyn Cluster>, Arc<dyn Clock>)>>,
 }
 
 /// What [`TickEngine::bind_with`] installs beside the spec.
@@ -161,12 +161,16 @@ impl TickEngine {
             .cloned()
     }
 
-    /// Adds a named backend that tenants may choose (`TenantSpec::backend`).
+    /// Adds a named backend that tenants may choose (`TenantSpec::backend`). Its tenants' ticks
+    /// run on the wall clock: real systems live in real time.
     pub fn add_backend(&self, name: &str, cluster: Arc<dyn Cluster>) {
         self.backends
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), cluster);
+            .insert(
+                name.to_owned(),
+                (cluster, Arc::new(crate::backends::SystemClock)),
+            );
     }
 
     /// Whether a backend of that name exists.
@@ -179,17 +183,23 @@ impl TickEngine {
 
     /// The cluster a tenant's bindings read and act through.
     fn cluster_for(&self, tenant: &TenantSpec) -> Arc<dyn Cluster> {
-        tenant
-            .backend
-            .as_ref()
-            .and_then(|name| {
-                self.backends
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(name)
-                    .cloned()
-            })
-            .unwrap_or_else(|| self.cluster.clone())
+        self.backend_of(tenant)
+            .map_or_else(|| self.cluster.clone(), |(cluster, _)| cluster)
+    }
+
+    /// The clock of a tenant's ticks.
+    fn clock_for(&self, tenant: &TenantSpec) -> Arc<dyn Clock> {
+        self.backend_of(tenant)
+            .map_or_else(|| self.clock.clone(), |(_, clock)| clock)
+    }
+
+    fn backend_of(&self, tenant: &TenantSpec) -> Option<(Arc<dyn Cluster>, Arc<dyn Clock>)> {
+        let name = tenant.backend.as_ref()?;
+        self.backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Removes a tenant (its bindings must be gone: a tick of one would find no grants).
@@ -436,7 +446,7 @@ impl TickEngine {
                 spec.limits,
                 spec.tenant.as_str().into(),
                 spec.name.as_str().into(),
-                self.clock.now_ms(),
+                self.clock_for(&scope.tenant).now_ms(),
                 staged,
             )
             .map_err(|e| BindError::Config {
@@ -476,7 +486,7 @@ impl TickEngine {
     pub fn tick(&self, binding: &Binding) -> AuditRecord {
         // One tick of a binding at a time, across revisions: removing it waits for this one.
         let _ticking = binding.ticking.lock().unwrap_or_else(|p| p.into_inner());
-        let now = self.clock.now_ms();
+        let now = self.clock_for(&binding.scope.tenant).now_ms();
         let cluster = self.cluster_for(&binding.scope.tenant);
         let access = Access {
             cluster: cluster.clone(),

@@ -1,0 +1,630 @@
+//! Workloads, capacity, scaling and node lifecycle against a real Kubernetes API server (kube).
+//!
+//! Start with [`Kubernetes::connect`]; then [`Kubernetes::workload`], [`Kubernetes::capacity`],
+//! [`Kubernetes::scale`] (through the scale subresource, retried on 409 conflicts), and the node
+//! steps around VM power: [`Kubernetes::cordon`], [`Kubernetes::drain`] (the Eviction API,
+//! honouring 429 from PodDisruptionBudgets with backoff and an overall timeout, skipping
+//! DaemonSet and mirror pods), [`Kubernetes::wait_ready`], [`Kubernetes::uncordon`].
+//!
+//! Methods block: they are called from the tick's blocking thread and run their requests on the
+//! host's tokio runtime, captured at connect time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v1::Scale;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams, PostParams};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{BackendError, Capacity, WorkloadKind, WorkloadRef, WorkloadStatus};
+
+/// `[backends.kubernetes]` in the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Use the pod's service account (when scalehost runs in the cluster).
+    #[serde(default)]
+    pub in_cluster: bool,
+    /// A kubeconfig file; without it and without `in_cluster`, `$KUBECONFIG` or
+    /// `~/.kube/config`.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current one).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// The API server's URL, instead of a kubeconfig.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A bearer token file, with `url`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The CA of the API server's certificate, with `url`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of each request (default 10s).
+    #[serde(default = "default_timeout", with = "crate::duration")]
+    pub timeout: Duration,
+    /// How long a drain may take before the power-off is abandoned (default 5m).
+    #[serde(default = "default_drain_timeout", with = "crate::duration")]
+    pub drain_timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// Why the Kubernetes client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum KubernetesSetupError {
+    /// The configuration could not be loaded.
+    #[error("kubernetes: {0}")]
+    Config(String),
+    /// A file (token, CA) could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A Kubernetes API server.
+pub struct Kubernetes {
+    client: kube::Client,
+    runtime: tokio::runtime::Handle,
+    drain_timeout: Duration,
+}
+
+impl std::fmt::Debug for Kubernetes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kubernetes").finish_non_exhaustive()
+    }
+}
+
+/// Attempts at a scale write that meets a 409 conflict.
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+impl Kubernetes {
+    /// Loads the configuration (in-cluster, kubeconfig, or URL and token) and makes a client.
+    pub async fn connect(config: &KubernetesConfig) -> Result<Self, KubernetesSetupError> {
+        let setup = |e: &dyn std::fmt::Display| KubernetesSetupError::Config(e.to_string());
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| KubernetesSetupError::Read {
+                path: path.clone(),
+                source,
+            })
+        };
+        let mut kube_config = if let Some(url) = &config.url {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|e| setup(&format!("url {url:?}: {e}")))?;
+            let mut c = kube::Config::new(uri);
+            if let Some(path) = &config.token_file {
+                let token = String::from_utf8_lossy(&read(path)?).trim().to_owned();
+                let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| setup(&"the token file holds characters a header cannot"))?;
+                c.headers.push((http::header::AUTHORIZATION, value));
+            }
+            if let Some(path) = &config.ca_file {
+                c.root_cert_file = Some(path.clone());
+            }
+            c
+        } else if config.in_cluster {
+            kube::Config::incluster().map_err(|e| setup(&e))?
+        } else {
+            let options = kube::config::KubeConfigOptions {
+                context: config.context.clone(),
+                ..Default::default()
+            };
+            match &config.kubeconfig {
+                Some(path) => {
+                    let file = kube::config::Kubeconfig::read_from(path).map_err(|e| setup(&e))?;
+                    kube::Config::from_custom_kubeconfig(file, &options)
+                        .await
+                        .map_err(|e| setup(&e))?
+                }
+                None => kube::Config::from_kubeconfig(&options)
+                    .await
+                    .map_err(|e| setup(&e))?,
+            }
+        };
+        // 429s are ours to handle (a drain has its own deadline) and a failed read is retried
+        // at the next tick: no hidden retry loops inside a tick.
+        kube_config.default_retry = false;
+        kube_config.connect_timeout = Some(config.timeout);
+        kube_config.read_timeout = Some(config.timeout);
+        kube_config.write_timeout = Some(config.timeout);
+        let client = kube::Client::try_from(kube_config).map_err(|e| setup(&e))?;
+        Ok(Kubernetes {
+            client,
+            runtime: tokio::runtime::Handle::current(),
+            drain_timeout: config.drain_timeout,
+        })
+    }
+
+    fn block_on<T>(&self, work: impl Future<Output = T>) -> T {
+        self.runtime.block_on(work)
+    }
+
+    /// Replicas, Ready replicas, the CPU one replica requests, and the CPU its pods use (from
+    /// metrics.k8s.io, where that API is served).
+    pub fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
+        self.block_on(async {
+            let shape = self.shape(target).await?;
+            let usage = self.pod_usage(&target.namespace, &shape.selector).await?;
+            Ok(WorkloadStatus {
+                replicas: shape.replicas,
+                ready: shape.ready,
+                cpu_request_millis: shape.cpu_request_millis,
+                cpu_usage_millis: usage,
+            })
+        })
+    }
+
+    /// Allocatable CPU and memory of the Ready, schedulable nodes; what non-terminal pods
+    /// request (pending ones included), less the pods of `exclude`; the pending pods.
+    pub fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
+        self.block_on(async {
+            let mut excluded = Vec::new();
+            for target in exclude {
+                let shape = self.shape(target).await?;
+                excluded.push((target.namespace.clone(), shape.selector));
+            }
+            let nodes = Api::<Node>::all(self.client.clone())
+                .list(&ListParams::default())
+                .await
+                .map_err(backend_error)?;
+            let mut capacity = Capacity::default();
+            for node in &nodes.items {
+                if !node_ready(node)
+                    || node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
+                {
+                    continue;
+                }
+                let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+                let get = |k: &str| allocatable.and_then(|a| a.get(k)).map(|q| q.0.as_str());
+                capacity.nodes += 1;
+                capacity.allocatable_cpu_millis += get("cpu").map_or(0, cpu_millis);
+                capacity.allocatable_memory_bytes += get("memory").map_or(0, bytes);
+            }
+            let pods = Api::<Pod>::all(self.client.clone())
+                .list(&ListParams::default())
+                .await
+                .map_err(backend_error)?;
+            for pod in &pods.items {
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                if matches!(phase, Some("Succeeded" | "Failed")) {
+                    continue;
+                }
+                let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+                let labels = pod.metadata.labels.clone().unwrap_or_default();
+                if excluded
+                    .iter()
+                    .any(|(ns, selector)| ns == namespace && matches_selector(selector, &labels))
+                {
+                    continue;
+                }
+                let (cpu, memory) = pod_requests(pod);
+                capacity.requested_cpu_millis += cpu;
+                capacity.requested_memory_bytes += memory;
+                if phase == Some("Pending") {
+                    capacity.pending_pods += 1;
+                }
+            }
+            Ok(capacity)
+        })
+    }
+
+    /// Sets a workload's replicas through its scale subresource: reads the current Scale and
+    /// writes it back with the new count and its resourceVersion; a 409 (someone wrote between)
+    /// reads again, up to 5 times.
+    pub fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<u32, BackendError> {
+        self.block_on(async {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let current = match target.kind {
+                    WorkloadKind::Deployment => {
+                        self.deployments(target).get_scale(&target.name).await
+                    }
+                    WorkloadKind::StatefulSet => {
+                        self.stateful_sets(target).get_scale(&target.name).await
+                    }
+                }
+                .map_err(|e| not_found_as(e, target))?;
+                let mut wanted: Scale = current.clone();
+                let spec = wanted.spec.get_or_insert_with(Default::default);
+                let before = spec.replicas.unwrap_or(0).max(0) as u32;
+                if before == replicas {
+                    return Ok(before);
+                }
+                spec.replicas = Some(replicas as i32);
+                let written = match target.kind {
+                    WorkloadKind::Deployment => {
+                        self.deployments(target)
+                            .replace_scale(&target.name, &PostParams::default(), &wanted)
+                            .await
+                    }
+                    WorkloadKind::StatefulSet => {
+                        self.stateful_sets(target)
+                            .replace_scale(&target.name, &PostParams::default(), &wanted)
+                            .await
+                    }
+                };
+                match written {
+                    Ok(_) => return Ok(before),
+                    Err(kube::Error::Api(status))
+                        if status.code == 409 && attempt < CONFLICT_ATTEMPTS =>
+                    {
+                        tracing::debug!(%target, attempt, "scale conflict; reading again");
+                    }
+                    Err(error) => return Err(not_found_as(error, target)),
+                }
+            }
+        })
+    }
+
+    /// Marks a node unschedulable.
+    pub fn cordon(&self, node: &str) -> Result<(), BackendError> {
+        self.set_unschedulable(node, true)
+    }
+
+    /// Marks a node schedulable again.
+    pub fn uncordon(&self, node: &str) -> Result<(), BackendError> {
+        self.set_unschedulable(node, false)
+    }
+
+    fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), BackendError> {
+        self.block_on(async {
+            Api::<Node>::all(self.client.clone())
+                .patch(
+                    node,
+                    &PatchParams::default(),
+                    &Patch::Merge(
+                        serde_json::json!({ "spec": { "unschedulable": unschedulable } }),
+                    ),
+                )
+                .await
+                .map(|_| ())
+                .map_err(backend_error)
+        })
+    }
+
+    /// Evicts every pod of a node through the Eviction API, except DaemonSet pods (their
+    /// controller ignores cordons) and mirror pods (the kubelet owns them); a 429 (a
+    /// PodDisruptionBudget forbids it now) is retried with backoff until `drain_timeout`.
+    /// Returns the pods evicted.
+    pub fn drain(&self, node: &str) -> Result<Vec<String>, BackendError> {
+        self.block_on(async {
+            let deadline = Instant::now() + self.drain_timeout;
+            let pods = Api::<Pod>::all(self.client.clone())
+                .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+                .await
+                .map_err(backend_error)?;
+            let mut evicted = Vec::new();
+            for pod in &pods.items {
+                let owned_by_daemon_set = pod
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "DaemonSet");
+                let mirror = pod
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+                let finished = matches!(
+                    pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                );
+                if owned_by_daemon_set || mirror || finished {
+                    continue;
+                }
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                let pods = Api::<Pod>::namespaced(self.client.clone(), &namespace);
+                let mut backoff = Duration::from_millis(200);
+                loop {
+                    match pods.evict(&name, &EvictParams::default()).await {
+                        Ok(_) => break,
+                        // Gone already: nothing to evict.
+                        Err(kube::Error::Api(status)) if status.code == 404 => break,
+                        Err(kube::Error::Api(status)) if status.code == 429 => {
+                            if Instant::now() + backoff > deadline {
+                                return Err(BackendError::Unavailable(format!(
+                                    "drain of {node} timed out after {:?}: evicting {namespace}/{name} is refused by a disruption budget ({})",
+                                    self.drain_timeout, status.message
+                                )));
+                            }
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
+                        Err(error) => return Err(backend_error(error)),
+                    }
+                }
+                evicted.push(format!("{namespace}/{name}"));
+            }
+            Ok(evicted)
+        })
+    }
+
+    /// Waits until a node reports Ready, up to `timeout`.
+    pub fn wait_ready(&self, node: &str, timeout: Duration) -> Result<(), BackendError> {
+        self.block_on(async {
+            let deadline = Instant::now() + timeout;
+            let nodes = Api::<Node>::all(self.client.clone());
+            loop {
+                match nodes.get_opt(node).await.map_err(backend_error)? {
+                    Some(n) if node_ready(&n) => return Ok(()),
+                    _ if Instant::now() >= deadline => {
+                        return Err(BackendError::Unavailable(format!(
+                            "node {node} not Ready within {timeout:?}"
+                        )));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        })
+    }
+
+    fn deployments(&self, target: &WorkloadRef) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &target.namespace)
+    }
+
+    fn stateful_sets(&self, target: &WorkloadRef) -> Api<StatefulSet> {
+        Api::namespaced(self.client.clone(), &target.namespace)
+    }
+
+    /// A workload's replicas, readiness, per-replica CPU request and pod selector.
+    async fn shape(&self, target: &WorkloadRef) -> Result<Shape, BackendError> {
+        let (replicas, ready, template, selector) = match target.kind {
+            WorkloadKind::Deployment => {
+                let d = self
+                    .deployments(target)
+                    .get(&target.name)
+                    .await
+                    .map_err(|e| not_found_as(e, target))?;
+                let spec = d.spec.unwrap_or_default();
+                let status = d.status.unwrap_or_default();
+                (
+                    spec.replicas.unwrap_or(1),
+                    status.ready_replicas.unwrap_or(0),
+                    spec.template,
+                    spec.selector.match_labels.unwrap_or_default(),
+                )
+            }
+            WorkloadKind::StatefulSet => {
+                let s = self
+                    .stateful_sets(target)
+                    .get(&target.name)
+                    .await
+                    .map_err(|e| not_found_as(e, target))?;
+                let spec = s.spec.unwrap_or_default();
+                let status = s.status.unwrap_or_default();
+                (
+                    spec.replicas.unwrap_or(1),
+                    status.ready_replicas.unwrap_or(0),
+                    spec.template,
+                    spec.selector.match_labels.unwrap_or_default(),
+                )
+            }
+        };
+        let cpu_request_millis = template
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get("cpu"))
+            .map(|q| cpu_millis(&q.0))
+            .sum();
+        Ok(Shape {
+            replicas: replicas.max(0) as u32,
+            ready: ready.max(0) as u32,
+            cpu_request_millis,
+            selector,
+        })
+    }
+
+    /// CPU used by the pods `selector` matches, from metrics.k8s.io; `None` where that API is
+    /// not served or reports no pod.
+    async fn pod_usage(
+        &self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Result<Option<u64>, BackendError> {
+        let label_selector: Vec<String> =
+            selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let uri = format!(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods?labelSelector={}",
+            urlencode(&label_selector.join(","))
+        );
+        let request = http::Request::get(uri)
+            .body(Vec::new())
+            .map_err(|e| BackendError::Invalid(e.to_string()))?;
+        let list: serde_json::Value = match self.client.request(request).await {
+            Ok(list) => list,
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 503 => {
+                return Ok(None);
+            }
+            Err(error) => return Err(backend_error(error)),
+        };
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let used = items
+            .iter()
+            .flat_map(|pod| pod["containers"].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["usage"]["cpu"].as_str().map(cpu_millis))
+            .sum();
+        Ok(Some(used))
+    }
+}
+
+struct Shape {
+    replicas: u32,
+    ready: u32,
+    cpu_request_millis: u64,
+    selector: BTreeMap<String, String>,
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn matches_selector(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// What a pod requests: its containers' requests (init containers run before, one at a time,
+/// so their largest request counts if it is larger), as the scheduler counts.
+fn pod_requests(pod: &Pod) -> (u64, u64) {
+    let Some(spec) = &pod.spec else {
+        return (0, 0);
+    };
+    let request = |c: &k8s_openapi::api::core::v1::Container, key: &str, parse: fn(&str) -> u64| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get(key))
+            .map_or(0, |q| parse(&q.0))
+    };
+    let sum = |key: &str, parse: fn(&str) -> u64| -> u64 {
+        spec.containers.iter().map(|c| request(c, key, parse)).sum()
+    };
+    let init = |key: &str, parse: fn(&str) -> u64| -> u64 {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .map(|c| request(c, key, parse))
+            .max()
+            .unwrap_or(0)
+    };
+    (
+        sum("cpu", cpu_millis).max(init("cpu", cpu_millis)),
+        sum("memory", bytes).max(init("memory", bytes)),
+    )
+}
+
+/// A CPU quantity in millicores: `2`, `0.5`, `250m`, `1500000n`, `300u`.
+pub fn cpu_millis(quantity: &str) -> u64 {
+    let q = quantity.trim();
+    let (number, scale) = match q.char_indices().last() {
+        Some((i, 'm')) => (&q[..i], 1.0),
+        Some((i, 'u')) => (&q[..i], 1e-3),
+        Some((i, 'n')) => (&q[..i], 1e-6),
+        _ => (q, 1000.0),
+    };
+    number
+        .parse::<f64>()
+        .map_or(0, |n| (n * scale).ceil().max(0.0) as u64)
+}
+
+/// A memory quantity in bytes: `128Mi`, `1Gi`, `500M`, `1e9`, `1024`.
+pub fn bytes(quantity: &str) -> u64 {
+    let q = quantity.trim();
+    let suffixes: [(&str, f64); 12] = [
+        ("Ki", 1024.0),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("Ti", 1024f64.powi(4)),
+        ("Pi", 1024f64.powi(5)),
+        ("Ei", 1024f64.powi(6)),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+    ];
+    for (suffix, factor) in suffixes {
+        if let Some(number) = q.strip_suffix(suffix) {
+            return number.parse::<f64>().map_or(0, |n| (n * factor) as u64);
+        }
+    }
+    q.parse::<f64>().map_or(0, |n| n.max(0.0) as u64)
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn not_found_as(error: kube::Error, target: &WorkloadRef) -> BackendError {
+    match &error {
+        kube::Error::Api(status) if status.code == 404 => {
+            BackendError::NotFound(format!("{target}: {}", status.message))
+        }
+        _ => backend_error(error),
+    }
+}
+
+/// The API server's answer as the policy sees it: its `Status` message kept.
+fn backend_error(error: kube::Error) -> BackendError {
+    match error {
+        kube::Error::Api(status) => match status.code {
+            404 => BackendError::NotFound(status.message),
+            400 | 422 => BackendError::Invalid(status.message),
+            401 | 403 => BackendError::Forbidden(format!(
+                "the API server refused scalehost's credentials: {}",
+                status.message
+            )),
+            code => BackendError::Unavailable(format!("kubernetes {code}: {}", status.message)),
+        },
+        other => BackendError::Unavailable(format!("kubernetes: {}", crate::display_chain(&other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(cpu_millis("2"), 2000);
+        assert_eq!(cpu_millis("0.5"), 500);
+        assert_eq!(cpu_millis("250m"), 250);
+        assert_eq!(cpu_millis("1500000n"), 2);
+        assert_eq!(cpu_millis("300u"), 1);
+        assert_eq!(bytes("128Mi"), 128 << 20);
+        assert_eq!(bytes("1Gi"), 1 << 30);
+        assert_eq!(bytes("500M"), 500_000_000);
+        assert_eq!(bytes("1e9"), 1_000_000_000);
+        assert_eq!(bytes("1024"), 1024);
+    }
+
+    #[test]
+    fn selectors_match_all_their_labels() {
+        let selector: BTreeMap<String, String> = [("app".into(), "web".into())].into();
+        let mut labels: BTreeMap<String, String> =
+            [("app".into(), "web".into()), ("tier".into(), "a".into())].into();
+        assert!(matches_selector(&selector, &labels));
+        labels.insert("app".into(), "db".into());
+        assert!(!matches_selector(&selector, &labels));
+        assert!(
+            !matches_selector(&BTreeMap::new(), &labels),
+            "an empty selector selects nothing here"
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! The Kubernetes backend (kube) against an in-process server that answers as the API server
+//! does (`common::apiserver`, which documents what it models): workload status with pod
+//! metrics, capacity, scaling with 409 conflicts, cordon, drain with disruption budgets,
+//! readiness, and the errors of each.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::apiserver::{self, FakeState};
+use scalehost::backends::kubernetes::{Kubernetes, KubernetesConfig};
+use scalehost::model::{BackendError, WorkloadKind, WorkloadRef};
+
+async fn connect(url: &str, drain_timeout: Duration) -> Kubernetes {
+    Kubernetes::connect(&KubernetesConfig {
+        in_cluster: false,
+        kubeconfig: None,
+        context: None,
+        url: Some(url.to_owned()),
+        token_file: None,
+        ca_file: None,
+        timeout: Duration::from_secs(5),
+        drain_timeout,
+    })
+    .await
+    .expect("connects")
+}
+
+async fn cluster(state: FakeState) -> (Arc<Mutex<FakeState>>, Kubernetes) {
+    let shared = Arc::new(Mutex::new(state));
+    let (url, _) = apiserver::serve(shared.clone()).await;
+    let kubernetes = connect(&url, Duration::from_secs(5)).await;
+    (shared, kubernetes)
+}
+
+fn stateful_set(ns: &str, name: &str) -> WorkloadRef {
+    WorkloadRef {
+        kind: WorkloadKind::StatefulSet,
+        namespace: ns.into(),
+        name: name.into(),
+    }
+}
+
+/// Runs blocking backend calls off the async workers, as the tick engine does.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work).await.expect("no panic")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workload_status_and_capacity() {
+    let (state, k8s) = cluster(apiserver::sample()).await;
+    let k8s = Arc::new(k8s);
+    let k = k8s.clone();
+    let (api, db, missing) = blocking(move || {
+        (
+            k.workload(&WorkloadRef::deployment("web", "api")),
+            k.workload(&stateful_set("data", "db")),
+            k.workload(&WorkloadRef::deployment("web", "nope")),
+        )
+    })
+    .await;
+    let api = api.expect("api");
+    assert_eq!(
+        (api.replicas, api.ready, api.cpu_request_millis),
+        (4, 3, 250)
+    );
+    assert_eq!(
+        api.cpu_usage_millis,
+        Some(400),
+        "4 pods at 100m, from metrics.k8s.io"
+    );
+    let db = db.expect("db");
+    assert_eq!(
+        (db.replicas, db.cpu_request_millis, db.cpu_usage_millis),
+        (3, 1000, None)
+    );
+    match missing {
+        Err(BackendError::NotFound(message)) => {
+            assert!(
+                message.contains("deployments.apps \"nope\" not found"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without the metrics API, usage is unknown, not an error.
+    state.lock().expect("state").metrics_api = false;
+    let k = k8s.clone();
+    let api = blocking(move || k.workload(&WorkloadRef::deployment("web", "api")))
+        .await
+        .expect("api");
+    assert_eq!(api.cpu_usage_millis, None);
+
+    let k = k8s.clone();
+    let (all, without_api) = blocking(move || {
+        (
+            k.capacity(&[]),
+            k.capacity(&[WorkloadRef::deployment("web", "api")]),
+        )
+    })
+    .await;
+    let all = all.expect("capacity");
+    assert_eq!((all.nodes, all.allocatable_cpu_millis), (2, 8000));
+    assert_eq!(all.allocatable_memory_bytes, 32 << 30);
+    // 4 × 250m + 50m (daemon) + 100m (mirror) + 500m (pending); the finished job not counted.
+    assert_eq!(all.requested_cpu_millis, 1650);
+    assert_eq!(all.requested_memory_bytes, 7 * (128 << 20));
+    assert_eq!(all.pending_pods, 1);
+    let without_api = without_api.expect("capacity");
+    assert_eq!(
+        without_api.requested_cpu_millis, 650,
+        "the excluded workload's pods left out"
+    );
+    // A cordoned or NotReady node is not capacity.
+    {
+        let mut s = state.lock().expect("state");
+        s.nodes.get_mut("node-b").expect("node").unschedulable = true;
+    }
+    let k = k8s.clone();
+    let one = blocking(move || k.capacity(&[])).await.expect("capacity");
+    assert_eq!((one.nodes, one.allocatable_cpu_millis), (1, 4000));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scaling_goes_through_the_scale_subresource_and_retries_conflicts() {
+    let (state, k8s) = cluster(apiserver::sample()).await;
+    let k8s = Arc::new(k8s);
+    let k = k8s.clone();
+    let before = blocking(move || k.scale(&WorkloadRef::deployment("web", "api"), 7))
+        .await
+        .expect("scales");
+    assert_eq!(before, 4);
+    {
+        let s = state.lock().expect("state");
+        let api = &s.deployments[&("web".to_owned(), "api".to_owned())];
+        assert_eq!((api.replicas, api.resource_version), (7, 101));
+    }
+    // Two writers get in first: read again, write again, done.
+    state.lock().expect("state").conflicting_writes = 2;
+    let k = k8s.clone();
+    blocking(move || k.scale(&WorkloadRef::deployment("web", "api"), 9))
+        .await
+        .expect("scales after two conflicts");
+    {
+        let s = state.lock().expect("state");
+        assert_eq!(
+            s.deployments[&("web".to_owned(), "api".to_owned())].replicas,
+            9
+        );
+        let puts = s
+            .log
+            .iter()
+            .filter(|l| l.starts_with("PUT deployments/web/api/scale"))
+            .count();
+        assert_eq!(puts, 4, "1 + 3 writes: {:?}", s.log);
+    }
+    // Conflicts without end: given up, with the API server's message.
+    state.lock().expect("state").conflicting_writes = 100;
+    let k = k8s.clone();
+    match blocking(move || k.scale(&WorkloadRef::deployment("web", "api"), 2)).await {
+        Err(BackendError::Unavailable(message)) => {
+            assert!(
+                message.contains("409") && message.contains("has been modified"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    state.lock().expect("state").conflicting_writes = 0;
+    // A StatefulSet, an unchanged count (no write), a missing workload.
+    let k = k8s.clone();
+    let (db, same, missing) = blocking(move || {
+        (
+            k.scale(&stateful_set("data", "db"), 5),
+            k.scale(&stateful_set("data", "db"), 5),
+            k.scale(&WorkloadRef::deployment("web", "nope"), 1),
+        )
+    })
+    .await;
+    assert_eq!(db.expect("db"), 3);
+    assert_eq!(same.expect("same"), 5);
+    assert!(
+        matches!(missing, Err(BackendError::NotFound(_))),
+        "{missing:?}"
+    );
+    let s = state.lock().expect("state");
+    assert_eq!(
+        s.stateful_sets[&("data".to_owned(), "db".to_owned())].replicas,
+        5
+    );
+    let db_puts = s
+        .log
+        .iter()
+        .filter(|l| l.starts_with("PUT statefulsets/data/db/scale"))
+        .count();
+    assert_eq!(db_puts, 1, "no write when the count is already right");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cordon_then_drain_honours_budgets_and_skips_daemon_and_mirror_pods() {
+    let mut sample = apiserver::sample();
+    sample
+        .pods
+        .iter_mut()
+        .find(|p| p.name == "api-1")
+        .expect("api-1")
+        .budget_refusals = 2;
+    let (state, k8s) = cluster(sample).await;
+    let k8s = Arc::new(k8s);
+    let k = k8s.clone();
+    let evicted = blocking(move || {
+        k.cordon("node-a")?;
+        k.drain("node-a")
+    })
+    .await
+    .expect("drains");
+    assert_eq!(evicted, ["web/api-0", "web/api-1"]);
+    let s = state.lock().expect("state");
+    assert!(s.nodes["node-a"].unschedulable);
+    let remaining: Vec<&str> = s
+        .pods
+        .iter()
+        .filter(|p| p.node.as_deref() == Some("node-a"))
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(
+        remaining,
+        ["agent-a", "etcd-node-a"],
+        "daemon and mirror pods stay"
+    );
+    let cordon = s
+        .log
+        .iter()
+        .position(|l| l == "PATCH node/node-a unschedulable=true")
+        .expect("cordoned");
+    let first_eviction = s
+        .log
+        .iter()
+        .position(|l| l.starts_with("POST eviction"))
+        .expect("evicted");
+    assert!(cordon < first_eviction, "cordon before drain: {:?}", s.log);
+    let refused = s
+        .log
+        .iter()
+        .filter(|l| *l == "POST eviction web/api-1")
+        .count();
+    assert_eq!(refused, 3, "two 429s, then evicted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_blocked_by_a_budget_times_out_and_readiness_is_awaited() {
+    let mut sample = apiserver::sample();
+    sample
+        .pods
+        .iter_mut()
+        .find(|p| p.name == "api-2")
+        .expect("api-2")
+        .budget_refusals = u32::MAX;
+    let shared = Arc::new(Mutex::new(sample));
+    let (url, _) = apiserver::serve(shared.clone()).await;
+    let k8s = Arc::new(connect(&url, Duration::from_millis(900)).await);
+    let k = k8s.clone();
+    match blocking(move || k.drain("node-b")).await {
+        Err(BackendError::Unavailable(message)) => {
+            assert!(
+                message.contains("disruption budget") && message.contains("web/api-2"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // A node that is not Ready: waited for, up to the timeout.
+    shared
+        .lock()
+        .expect("state")
+        .nodes
+        .get_mut("node-b")
+        .expect("node")
+        .ready = false;
+    let k = k8s.clone();
+    let not_ready = blocking(move || k.wait_ready("node-b", Duration::from_millis(600))).await;
+    assert!(
+        matches!(not_ready, Err(BackendError::Unavailable(_))),
+        "{not_ready:?}"
+    );
+    let flip = shared.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        flip.lock()
+            .expect("state")
+            .nodes
+            .get_mut("node-b")
+            .expect("node")
+            .ready = true;
+    });
+    let k = k8s.clone();
+    blocking(move || {
+        k.wait_ready("node-b", Duration::from_secs(10))?;
+        k.uncordon("node-b")
+    })
+    .await
+    .expect("ready, uncordoned");
+    assert!(!shared.lock().expect("state").nodes["node-b"].unschedulable);
+    // A missing node, and an unreachable API server.
+    let k = k8s.clone();
+    assert!(matches!(
+        blocking(move || k.cordon("node-z")).await,
+        Err(BackendError::NotFound(_))
+    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let dead = Arc::new(connect(&format!("http://127.0.0.1:{port}"), Duration::from_secs(1)).await);
+    let unreachable = blocking(move || dead.workload(&WorkloadRef::deployment("web", "api"))).await;
+    assert!(
+        matches!(unreachable, Err(BackendError::Unavailable(_))),
+        "{unreachable:?}"
+    );
+}
