@@ -319,3 +319,202 @@ async fn a_drain_blocked_by_a_budget_times_out_and_readiness_is_awaited() {
         "{unreachable:?}"
     );
 }
+
+// ----- VM pools: vSphere and Kubernetes together -----
+
+use common::vcenter::{self, FakeVcenter, FakeVm};
+use scalehost::backends::Cluster;
+use scalehost::backends::real::{BackendConfig, PoolVm, RealCluster, VmPoolConfig};
+use scalehost::backends::vsphere::VSphereConfig;
+use scalehost::model::PowerState;
+
+async fn pool_backend(
+    password: &str,
+) -> (
+    Arc<Mutex<FakeState>>,
+    Arc<Mutex<FakeVcenter>>,
+    Arc<RealCluster>,
+) {
+    let apiserver_state = Arc::new(Mutex::new(apiserver::sample()));
+    let (api_url, _) = apiserver::serve(apiserver_state.clone()).await;
+    let vcenter_state = Arc::new(Mutex::new(FakeVcenter {
+        username: "scalehost@vsphere.local".into(),
+        password: "right".into(),
+        vms: [
+            (
+                "vm-101".to_owned(),
+                FakeVm {
+                    name: "worker-a-vm".into(),
+                    on: true,
+                    tools: true,
+                },
+            ),
+            (
+                "vm-102".to_owned(),
+                FakeVm {
+                    name: "worker-b-vm".into(),
+                    on: true,
+                    tools: false,
+                },
+            ),
+            (
+                "vm-900".to_owned(),
+                FakeVm {
+                    name: "not-in-pool".into(),
+                    on: true,
+                    tools: true,
+                },
+            ),
+        ]
+        .into(),
+        ..FakeVcenter::default()
+    }));
+    let vc_url = vcenter::serve(vcenter_state.clone(), Some(apiserver_state.clone())).await;
+    let secret = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(secret.path(), format!("{password}\n")).expect("writes");
+    let config = BackendConfig {
+        name: "prod".into(),
+        prometheus: None,
+        kubernetes: Some(KubernetesConfig {
+            in_cluster: false,
+            kubeconfig: None,
+            context: None,
+            url: Some(api_url),
+            token_file: None,
+            ca_file: None,
+            timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(5),
+        }),
+        vsphere: Some(VSphereConfig {
+            url: vc_url,
+            username: "scalehost@vsphere.local".into(),
+            password_file: Some(secret.path().to_owned()),
+            password_env: None,
+            ca_file: None,
+            insecure_skip_tls_verify: false,
+            timeout: Duration::from_secs(5),
+        }),
+        vm_pools: vec![VmPoolConfig {
+            name: "workers".into(),
+            vms: vec![
+                PoolVm {
+                    name: "worker-a-vm".into(),
+                    node: "node-a".into(),
+                },
+                PoolVm {
+                    name: "worker-b-vm".into(),
+                    node: "node-b".into(),
+                },
+            ],
+            shutdown_timeout: Duration::from_secs(2),
+            boot_timeout: Duration::from_secs(5),
+        }],
+    };
+    let backend = Arc::new(RealCluster::connect(&config).await.expect("connects"));
+    (apiserver_state, vcenter_state, backend)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn powering_a_pool_vm_off_cordons_drains_then_shuts_the_guest_down_and_on_again() {
+    let (k8s, vc, backend) = pool_backend("right").await;
+    let b = backend.clone();
+    let vms = blocking(move || b.vms("workers")).await.expect("lists");
+    assert_eq!(vms.len(), 2, "only the pool's VMs: {vms:?}");
+    assert!(vms.iter().all(|v| v.power == PowerState::On));
+    assert_eq!(vms[0].node_name.as_deref(), Some("node-a"));
+
+    let b = backend.clone();
+    blocking(move || b.set_power("workers", "vm-101", PowerState::Off))
+        .await
+        .expect("powered off");
+    {
+        let log = k8s.lock().expect("state").log.clone();
+        let at = |line: &str| {
+            log.iter()
+                .position(|l| l.starts_with(line))
+                .unwrap_or_else(|| panic!("{line} missing in {log:?}"))
+        };
+        let cordon = at("PATCH node/node-a unschedulable=true");
+        let drain = at("POST eviction web/api-0");
+        let shutdown = at("vcenter POST guest shutdown vm-101");
+        assert!(
+            cordon < drain && drain < shutdown,
+            "cordon → drain → guest shutdown: {log:?}"
+        );
+        assert!(
+            !log.iter().any(|l| l.contains("power stop vm-101")),
+            "no hard stop needed"
+        );
+    }
+    assert!(!vc.lock().expect("state").vms["vm-101"].on);
+    // Without VMware Tools the guest cannot be asked: drained, then stopped hard.
+    let b = backend.clone();
+    blocking(move || b.set_power("workers", "vm-102", PowerState::Off))
+        .await
+        .expect("powered off");
+    {
+        let log = k8s.lock().expect("state").log.clone();
+        let drained = log
+            .iter()
+            .position(|l| l == "GET pods on node-b")
+            .expect("drained");
+        let stopped = log
+            .iter()
+            .position(|l| l == "vcenter POST power stop vm-102")
+            .expect("stopped hard");
+        assert!(drained < stopped, "{log:?}");
+    }
+    // The session expires; the next call logs in again by itself.
+    vc.lock().expect("state").sessions.clear();
+    let b = backend.clone();
+    blocking(move || b.set_power("workers", "vm-101", PowerState::On))
+        .await
+        .expect("powered on");
+    assert_eq!(vc.lock().expect("state").logins, 2);
+    let log = k8s.lock().expect("state").log.clone();
+    let start = log
+        .iter()
+        .position(|l| l == "vcenter POST power start vm-101")
+        .expect("started");
+    let uncordon = log
+        .iter()
+        .rposition(|l| l == "PATCH node/node-a unschedulable=false")
+        .expect("uncordoned");
+    assert!(start < uncordon, "start → Ready → uncordon: {log:?}");
+    assert!(vc.lock().expect("state").vms["vm-101"].on);
+    assert!(!k8s.lock().expect("state").nodes["node-a"].unschedulable);
+    // A VM outside the pool, and a pool that does not exist.
+    let b = backend.clone();
+    let (outside, no_pool) = blocking(move || {
+        (
+            b.set_power("workers", "vm-900", PowerState::Off),
+            b.vms("gpus"),
+        )
+    })
+    .await;
+    assert!(
+        matches!(outside, Err(BackendError::NotFound(_))),
+        "{outside:?}"
+    );
+    assert!(
+        matches!(no_pool, Err(BackendError::NotFound(_))),
+        "{no_pool:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_vcenter_password_is_refused_and_not_shown() {
+    let (_, _, backend) = pool_backend("wrong-secret").await;
+    let b = backend.clone();
+    match blocking(move || b.vms("workers")).await {
+        Err(BackendError::Forbidden(message)) => {
+            assert!(message.contains("refused the login"), "{message}");
+            assert!(
+                !message.contains("wrong-secret"),
+                "the password leaked: {message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{backend:?}").contains("wrong-secret"));
+}

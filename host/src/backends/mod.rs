@@ -9,6 +9,7 @@ pub mod prometheus;
 pub(crate) mod promql;
 pub mod real;
 pub mod simulated;
+pub mod vsphere;
 
 use crate::model::{
     BackendError, Capacity, PowerState, Series, TimestampMs, Vm, WorkloadRef, WorkloadStatus,

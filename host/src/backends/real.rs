@@ -1,5 +1,6 @@
 //! A tenant's real backends: Prometheus for queries, Kubernetes for workloads, capacity and
-//! scaling (vSphere VM pools: not yet). Chosen per tenant (`[[tenants]] backend = "NAME"`, `[[backends]] name = "NAME"`).
+//! scaling, vSphere for the VMs of node pools (cordon, drain, guest shutdown; start, Ready,
+//! uncordon). Chosen per tenant (`[[tenants]] backend = "NAME"`, `[[backends]] name = "NAME"`).
 //!
 //! Start with [`RealCluster::connect`]. A call no configured backend can answer reaches the
 //! policy as `unavailable`, naming what to configure; it never falls back to the simulated
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Cluster;
 use super::kubernetes::{Kubernetes, KubernetesConfig, KubernetesSetupError};
 use super::prometheus::{Prometheus, PrometheusConfig, PrometheusSetupError};
+use super::vsphere::{VSphere, VSphereConfig, VSphereSetupError};
 use crate::model::{
     BackendError, Capacity, PowerState, Series, TimestampMs, Vm, WorkloadRef, WorkloadStatus,
 };
@@ -26,6 +28,46 @@ pub struct BackendConfig {
     /// Where workloads, capacity and scaling go.
     #[serde(default)]
     pub kubernetes: Option<KubernetesConfig>,
+    /// The vCenter that runs the pools' VMs.
+    #[serde(default)]
+    pub vsphere: Option<VSphereConfig>,
+    /// Node VMs a policy may power on and off (needs `vsphere` and `kubernetes`).
+    #[serde(default)]
+    pub vm_pools: Vec<VmPoolConfig>,
+}
+
+/// `[[backends.vm_pools]]`: VMs by their vCenter name, each running one Kubernetes node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmPoolConfig {
+    /// The pool's name, as tenants and policies use it.
+    pub name: String,
+    /// Its VMs.
+    pub vms: Vec<PoolVm>,
+    /// How long a guest shutdown may take before a hard stop (default 5m).
+    #[serde(default = "default_shutdown_timeout", with = "crate::duration")]
+    pub shutdown_timeout: std::time::Duration,
+    /// How long from power-on to the node being Ready (default 10m).
+    #[serde(default = "default_boot_timeout", with = "crate::duration")]
+    pub boot_timeout: std::time::Duration,
+}
+
+/// One VM of a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolVm {
+    /// Its name in vCenter.
+    pub name: String,
+    /// The Kubernetes node it runs.
+    pub node: String,
+}
+
+fn default_shutdown_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(300)
+}
+
+fn default_boot_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(600)
 }
 
 /// Why a backend could not be built.
@@ -39,6 +81,23 @@ pub enum BackendSetupError {
         /// Why.
         #[source]
         source: PrometheusSetupError,
+    },
+    /// The vSphere section is unusable.
+    #[error("backend {backend}: vsphere")]
+    VSphere {
+        /// The backend.
+        backend: String,
+        /// Why.
+        #[source]
+        source: VSphereSetupError,
+    },
+    /// VM pools without the vSphere or Kubernetes sections they need.
+    #[error("backend {backend}: {message}")]
+    Pools {
+        /// The backend.
+        backend: String,
+        /// What is missing.
+        message: String,
     },
     /// The Kubernetes section is unusable.
     #[error("backend {backend}: kubernetes")]
@@ -57,6 +116,8 @@ pub struct RealCluster {
     name: String,
     prometheus: Option<Prometheus>,
     kubernetes: Option<Kubernetes>,
+    vsphere: Option<VSphere>,
+    pools: Vec<VmPoolConfig>,
 }
 
 impl RealCluster {
@@ -81,11 +142,95 @@ impl RealCluster {
             })?),
             None => None,
         };
+        let vsphere = config
+            .vsphere
+            .as_ref()
+            .map(VSphere::new)
+            .transpose()
+            .map_err(|source| BackendSetupError::VSphere {
+                backend: config.name.clone(),
+                source,
+            })?;
+        if !config.vm_pools.is_empty() && (vsphere.is_none() || kubernetes.is_none()) {
+            return Err(BackendSetupError::Pools {
+                backend: config.name.clone(),
+                message: "vm_pools need both a vsphere and a kubernetes section (VMs are powered in vCenter, their nodes cordoned and drained in Kubernetes)".into(),
+            });
+        }
         Ok(RealCluster {
             name: config.name.clone(),
             prometheus,
             kubernetes,
+            vsphere,
+            pools: config.vm_pools.clone(),
         })
+    }
+
+    /// The vCenter client, if configured.
+    pub fn vsphere(&self) -> Option<&VSphere> {
+        self.vsphere.as_ref()
+    }
+
+    fn pool(&self, name: &str) -> Result<(&VmPoolConfig, &VSphere, &Kubernetes), BackendError> {
+        let pool = self.pools.iter().find(|p| p.name == name).ok_or_else(|| {
+            BackendError::NotFound(format!("backend {} has no VM pool {name}", self.name))
+        })?;
+        match (&self.vsphere, &self.kubernetes) {
+            (Some(vsphere), Some(kubernetes)) => Ok((pool, vsphere, kubernetes)),
+            _ => Err(self.missing("vSphere and Kubernetes", "vsphere")),
+        }
+    }
+
+    /// Powers a pool VM off: cordon its node, drain it, shut the guest down, and stop the VM
+    /// hard if the guest is still up after `shutdown_timeout`. Or on: start it, wait for its
+    /// node to be Ready, uncordon it. Each step is safe to repeat.
+    fn power(&self, pool_name: &str, vm_id: &str, state: PowerState) -> Result<(), BackendError> {
+        let (pool, vsphere, kubernetes) = self.pool(pool_name)?;
+        let names: Vec<String> = pool.vms.iter().map(|v| v.name.clone()).collect();
+        let summary = vsphere
+            .vms(&names)?
+            .into_iter()
+            .find(|v| v.vm == vm_id)
+            .ok_or_else(|| {
+                BackendError::NotFound(format!("VM {vm_id} is not in pool {pool_name}"))
+            })?;
+        let node = &pool
+            .vms
+            .iter()
+            .find(|v| v.name == summary.name)
+            .expect("listed by its name")
+            .node;
+        match state {
+            PowerState::Off => {
+                kubernetes.cordon(node)?;
+                let evicted = kubernetes.drain(node)?;
+                tracing::info!(%node, evicted = evicted.len(), "node drained; shutting the guest down");
+                if vsphere.power(vm_id)? == PowerState::Off {
+                    return Ok(());
+                }
+                if let Err(error) = vsphere.shutdown_guest(vm_id) {
+                    // No VMware Tools in the guest, typically: the node is drained already.
+                    tracing::warn!(vm = %vm_id, %error, "guest shutdown refused; stopping hard");
+                    return vsphere.stop(vm_id);
+                }
+                let deadline = std::time::Instant::now() + pool.shutdown_timeout;
+                while std::time::Instant::now() < deadline {
+                    if vsphere.power(vm_id)? == PowerState::Off {
+                        return Ok(());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                tracing::warn!(vm = %vm_id, "guest still up after the shutdown timeout; stopping hard");
+                vsphere.stop(vm_id)
+            }
+            PowerState::On => {
+                if vsphere.power(vm_id)? == PowerState::Off {
+                    vsphere.start(vm_id)?;
+                }
+                kubernetes.wait_ready(node, pool.boot_timeout)?;
+                kubernetes.uncordon(node)
+            }
+        }
     }
 
     /// The Kubernetes client, if configured.
@@ -153,10 +298,22 @@ impl Cluster for RealCluster {
     }
 
     fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
-        Err(BackendError::NotFound(format!(
-            "backend {} has no VM pool {pool}",
-            self.name
-        )))
+        let (config, vsphere, _) = self.pool(pool)?;
+        let names: Vec<String> = config.vms.iter().map(|v| v.name.clone()).collect();
+        Ok(vsphere
+            .vms(&names)?
+            .into_iter()
+            .map(|v| Vm {
+                node_name: config
+                    .vms
+                    .iter()
+                    .find(|p| p.name == v.name)
+                    .map(|p| p.node.clone()),
+                power: super::vsphere::power_state(&v.power_state),
+                id: v.vm,
+                name: v.name,
+            })
+            .collect())
     }
 
     fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
@@ -165,10 +322,7 @@ impl Cluster for RealCluster {
             .map(|_| ())
     }
 
-    fn set_power(&self, pool: &str, _vm_id: &str, _state: PowerState) -> Result<(), BackendError> {
-        Err(BackendError::NotFound(format!(
-            "backend {} has no VM pool {pool}",
-            self.name
-        )))
+    fn set_power(&self, pool: &str, vm_id: &str, state: PowerState) -> Result<(), BackendError> {
+        self.power(pool, vm_id, state)
     }
 }
