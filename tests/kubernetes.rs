@@ -518,3 +518,99 @@ async fn a_wrong_vcenter_password_is_refused_and_not_shown() {
     }
     assert!(!format!("{backend:?}").contains("wrong-secret"));
 }
+
+// ----- doctor -----
+
+async fn doctor(config: String) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("scalehost.toml");
+    std::fs::write(&path, config).expect("writes");
+    let out = blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_scalehost"))
+            .args(["doctor", "--config", path.to_str().expect("utf-8")])
+            .output()
+            .expect("runs")
+    })
+    .await;
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_prints_one_line_per_check_and_fails_when_one_fails() {
+    let k8s = Arc::new(Mutex::new(apiserver::sample()));
+    let (api_url, _) = apiserver::serve(k8s.clone()).await;
+    let vc = Arc::new(Mutex::new(FakeVcenter {
+        username: "u".into(),
+        password: "p".into(),
+        vms: [(
+            "vm-1".to_owned(),
+            FakeVm {
+                name: "w1".into(),
+                on: true,
+                tools: true,
+            },
+        )]
+        .into(),
+        ..FakeVcenter::default()
+    }));
+    let vc_url = vcenter::serve(vc, None).await;
+    let password = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(password.path(), "p").expect("writes");
+    let config = |pool_vm: &str, prometheus: &str| {
+        format!(
+            r#"
+[[backends]]
+name = "prod"
+kubernetes = {{ url = "{api_url}" }}
+vsphere = {{ url = "{vc_url}", username = "u", password_file = "{password}" }}
+{prometheus}
+vm_pools = [{{ name = "workers", vms = [{{ name = "{pool_vm}", node = "node-a" }}] }}]
+"#,
+            password = password.path().display()
+        )
+    };
+    let (ok, out) = doctor(config("w1", "")).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ok   prod/kubernetes: reachable and authenticated; server v1.33.0-fake"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok   prod/kubernetes: create pods/eviction: allowed"),
+        "{out}"
+    );
+    assert!(out.contains("ok   prod/vsphere: logged in"), "{out}");
+    assert!(
+        out.contains("ok   prod/vsphere: pool workers: 1 VMs found"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 1 + 11 + 2, "one line per check: {out}");
+    // A denied permission, a VM vCenter does not know, an unreachable Prometheus.
+    k8s.lock().expect("state").denied = vec!["create pods/eviction".into()];
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let (ok, out) = doctor(config(
+        "w9",
+        &format!("prometheus = {{ url = \"http://127.0.0.1:{dead}\", timeout = \"1s\" }}"),
+    ))
+    .await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL prod/kubernetes: create pods/eviction: denied: needed to drain"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL prod/vsphere: pool workers: VMs not found in vCenter: [\"w9\"]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL prod/prometheus: unavailable: prometheus unreachable"),
+        "{out}"
+    );
+    assert!(!out.contains("\"p\""), "no secret in the output");
+}

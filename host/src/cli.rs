@@ -31,6 +31,13 @@ pub enum Command {
     Demo(DemoOptions),
     /// Backtests policies and baselines on a recorded trace (model v1, virtual time).
     Simulate(SimulateOptions),
+    /// Checks every configured backend (reachable, authenticated, Kubernetes permissions); one
+    /// line per check, non-zero exit when any fails.
+    Doctor {
+        /// The config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Talks to a running host's API (plugins, tenants, bindings, decisions).
     #[command(flatten)]
     Client(ClientCommand),

@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod doctor;
 pub mod duration;
 mod host;
 pub mod model;

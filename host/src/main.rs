@@ -38,6 +38,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .run()
                 .await?;
         }
+        Command::Doctor { config } => {
+            let config = scalehost::config::HostConfig::from_file(&config)?;
+            let checks = scalehost::doctor::run(&config).await;
+            for check in &checks {
+                println!("{check}");
+            }
+            if checks.iter().any(|c| !c.ok) {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Client(command) => {
             return Ok(scalehost::client::run(command).await);
         }

@@ -7,7 +7,8 @@
 //! merge-`PATCH` of `spec.unschedulable`); Pods (`GET` all, `fieldSelector=spec.nodeName=`);
 //! the Eviction subresource (201, 429 `TooManyRequests` while a disruption budget forbids, 404
 //! for a missing pod; an evicted pod is gone); metrics.k8s.io PodMetrics (`labelSelector=`; 404
-//! when the metrics API is switched off). Errors are `Status` objects with `code`, `reason` and
+//! when the metrics API is switched off); `GET /version`; SelfSubjectAccessReview (allowed
+//! unless a test denies the verb and resource). Errors are `Status` objects with `code`, `reason` and
 //! the API server's message wording. Every request is logged in order.
 //!
 //! Not modelled: authentication and RBAC, watches, other verbs and kinds, label selectors beyond
@@ -74,6 +75,8 @@ pub struct FakeState {
     pub metrics_api: bool,
     /// The next scale writes answer 409, as if another writer had just written.
     pub conflicting_writes: u32,
+    /// Permissions a SelfSubjectAccessReview answers as denied: `verb resource[/sub]`.
+    pub denied: Vec<String>,
     /// `METHOD path` of every request, in order.
     pub log: Vec<String>,
 }
@@ -380,6 +383,30 @@ async fn pod_metrics(
     .into_response()
 }
 
+async fn version() -> Response {
+    Json(json!({ "major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "platform": "linux/amd64" }))
+        .into_response()
+}
+
+async fn access_review(State(s): State<Shared>, Json(mut review): Json<Value>) -> Response {
+    let mut state = s.lock().expect("state");
+    let attributes = &review["spec"]["resourceAttributes"];
+    let mut what = format!(
+        "{} {}",
+        attributes["verb"].as_str().unwrap_or(""),
+        attributes["resource"].as_str().unwrap_or("")
+    );
+    if let Some(sub) = attributes["subresource"].as_str() {
+        what = format!("{what}/{sub}");
+    }
+    state
+        .log
+        .push(format!("POST selfsubjectaccessreview {what}"));
+    let allowed = !state.denied.contains(&what);
+    review["status"] = json!({ "allowed": allowed });
+    (StatusCode::CREATED, Json(review)).into_response()
+}
+
 /// Serves `state` on a free loopback port; returns its base URL.
 pub async fn serve(state: Shared) -> (String, SocketAddr) {
     let app = axum::Router::new()
@@ -398,6 +425,11 @@ pub async fn serve(state: Shared) -> (String, SocketAddr) {
         .route(
             "/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods",
             get(pod_metrics),
+        )
+        .route("/version", get(version))
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            post(access_review),
         )
         .fallback(|| async {
             status(

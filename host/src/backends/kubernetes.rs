@@ -377,6 +377,51 @@ impl Kubernetes {
         })
     }
 
+    /// The API server's version (`GET /version`): reachable and authenticated.
+    pub fn version(&self) -> Result<String, BackendError> {
+        self.block_on(async {
+            self.client
+                .apiserver_version()
+                .await
+                .map(|v| v.git_version)
+                .map_err(backend_error)
+        })
+    }
+
+    /// Whether scalehost's identity may `verb` the resource, across namespaces
+    /// (SelfSubjectAccessReview).
+    pub fn can(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: &str,
+    ) -> Result<bool, BackendError> {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.to_owned()),
+                    group: Some(group.to_owned()),
+                    resource: Some(resource.to_owned()),
+                    subresource: (!subresource.is_empty()).then(|| subresource.to_owned()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.block_on(async {
+            Api::<SelfSubjectAccessReview>::all(self.client.clone())
+                .create(&PostParams::default(), &review)
+                .await
+                .map(|r| r.status.is_some_and(|s| s.allowed))
+                .map_err(backend_error)
+        })
+    }
+
     fn deployments(&self, target: &WorkloadRef) -> Api<Deployment> {
         Api::namespaced(self.client.clone(), &target.namespace)
     }
