@@ -19,9 +19,10 @@ use tower::ServiceExt;
 
 const ADMIN: &str = "admin-secret-token";
 
-/// Held by the tests that measure time or load the machine (the live swap, the kills), so that
-/// they do not run at the same time on a small CI machine.
-static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The tests that measure time (the live swap) or load the machine (the kills) hold it for
+/// writing and run alone; every other test holds it for reading. On a 2-core CI machine a
+/// concurrent compile would otherwise delay the ticks being measured.
+static TIMING: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// A host on the embedded default cluster (namespaces `default`, `batch`), data in a temp dir,
 /// its router ready.
@@ -166,6 +167,7 @@ fn counter_binding(plugin: &str, interval: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_and_the_openapi_document_match_the_routes() {
+    let _timing = TIMING.read().await;
     let t = test_host(None).await;
     let not_ready = api::router(ApiState::new(t.host.control().clone()));
     assert_error(
@@ -227,6 +229,7 @@ async fn health_and_the_openapi_document_match_the_routes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_are_required_and_tenants_see_only_themselves() {
+    let _timing = TIMING.read().await;
     let t = test_host(None).await;
     let r = &t.router;
     assert_error(
@@ -435,6 +438,7 @@ async fn tokens_are_required_and_tenants_see_only_themselves() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plugins_are_validated_stored_once_and_deleted_only_when_unbound() {
+    let _timing = TIMING.read().await;
     let t = test_host(Some(2 << 20)).await;
     let r = &t.router;
     let bytes = fixture_bytes();
@@ -617,6 +621,7 @@ async fn plugins_are_validated_stored_once_and_deleted_only_when_unbound() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bindings_have_revisions_rollback_pause_shadow_state_and_decisions() {
+    let _timing = TIMING.read().await;
     let t = test_host(None).await;
     let r = &t.router;
     let token = create_tenant(r, "team", &["default"]).await;
@@ -1036,6 +1041,7 @@ async fn listening_host() -> TestHost {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_socket_serves_the_api() {
+    let _timing = TIMING.read().await;
     let (addr, stop, task, _dir) = running(listening_host().await).await;
     let client = reqwest::Client::new();
     let base = format!("http://{addr}");
@@ -1071,7 +1077,7 @@ async fn a_real_socket_serves_the_api() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_swap_misses_no_tick_runs_none_twice_and_keeps_state() {
-    let _timing = TIMING.lock().await;
+    let _timing = TIMING.write().await;
     let t = listening_host().await;
     let router = t.router.clone();
     let token = create_tenant(&router, "live", &["default"]).await;
@@ -1258,7 +1264,7 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn everything_acknowledged_survives_sigkill() {
-    let _timing = TIMING.lock().await;
+    let _timing = TIMING.write().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let data: PathBuf = dir.path().join("data");
     let client = reqwest::Client::new();
@@ -1464,6 +1470,7 @@ async fn check_acknowledged(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_or_a_swap_never_recompiles() {
+    let _timing = TIMING.read().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("admin-token");
     std::fs::write(&token_file, ADMIN).expect("writes");
@@ -1534,6 +1541,7 @@ async fn a_restart_or_a_swap_never_recompiles() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn labels_never_change_and_a_plugin_bound_elsewhere_is_not_deleted() {
+    let _timing = TIMING.read().await;
     let t = test_host(None).await;
     let r = &t.router;
     let a = create_tenant(r, "owner", &["default"]).await;
@@ -1644,6 +1652,7 @@ async fn labels_never_change_and_a_plugin_bound_elsewhere_is_not_deleted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pushed_events_reach_a_policy_and_stay_in_the_tenants_namespaces() {
+    let _timing = TIMING.read().await;
     let t = test_host(None).await;
     let r = &t.router;
     let token = create_tenant(r, "ops", &["default"]).await;
