@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::apiserver::{self, FakeState};
+use common::apiserver::{self, FakeCustomMetric, FakeState};
 use scalehost::backends::kubernetes::{Kubernetes, KubernetesConfig};
 use scalehost::model::{BackendError, WorkloadKind, WorkloadRef};
 
@@ -318,6 +318,234 @@ async fn a_drain_blocked_by_a_budget_times_out_and_readiness_is_awaited() {
         matches!(unreachable, Err(BackendError::Unavailable(_))),
         "{unreachable:?}"
     );
+}
+
+/// The backend of a tenant with only Kubernetes, authenticated by a bearer-token file.
+async fn kubernetes_backend(
+    state: FakeState,
+    token_file: Option<std::path::PathBuf>,
+) -> (Arc<Mutex<FakeState>>, Result<Arc<RealCluster>, String>) {
+    let shared = Arc::new(Mutex::new(state));
+    let (url, _) = apiserver::serve(shared.clone()).await;
+    let config = BackendConfig {
+        name: "prod".into(),
+        prometheus: None,
+        kubernetes: Some(KubernetesConfig {
+            in_cluster: false,
+            kubeconfig: None,
+            context: None,
+            url: Some(url),
+            token_file,
+            ca_file: None,
+            timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(5),
+        }),
+        vsphere: None,
+        vm_pools: vec![],
+    };
+    let backend = RealCluster::connect(&config)
+        .await
+        .map(Arc::new)
+        .map_err(|e| scalehost::display_chain(&e));
+    (shared, backend)
+}
+
+fn custom(
+    ns: &str,
+    kind: &str,
+    name: &str,
+    app: &str,
+    metric: &str,
+    value: &str,
+) -> FakeCustomMetric {
+    FakeCustomMetric {
+        namespace: ns.into(),
+        resource: format!("{}s", kind.to_lowercase()),
+        kind: kind.into(),
+        name: name.into(),
+        labels: [("app".to_owned(), app.to_owned())].into(),
+        metric: metric.into(),
+        value: value.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_metrics_reach_policies_through_metrics_query() {
+    let mut state = apiserver::sample();
+    state.custom_metrics_api = true;
+    state.custom_metrics = vec![
+        custom(
+            "web",
+            "Pod",
+            "api-0",
+            "api",
+            "http_requests_per_second",
+            "1500m",
+        ),
+        custom(
+            "web",
+            "Pod",
+            "api-1",
+            "api",
+            "http_requests_per_second",
+            "2",
+        ),
+        custom(
+            "web",
+            "Pod",
+            "cache-0",
+            "cache",
+            "http_requests_per_second",
+            "9k",
+        ),
+        custom(
+            "web",
+            "Service",
+            "api",
+            "api",
+            "requests_per_second",
+            "3500m",
+        ),
+    ];
+    state.token = Some("s3cret-token".into());
+    let token = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(token.path(), "s3cret-token\n").expect("writes");
+    let (state, backend) = kubernetes_backend(state, Some(token.path().to_owned())).await;
+    let backend = backend.expect("connects");
+    let b = backend.clone();
+    let (pods, service, missing, malformed, history) = blocking(move || {
+        (
+            b.query(
+                "custom.metrics.k8s.io/web/pods/*/http_requests_per_second?app=api",
+                0,
+            ),
+            b.query(
+                "custom.metrics.k8s.io/web/services/api/requests_per_second",
+                0,
+            ),
+            b.query("custom.metrics.k8s.io/web/pods/*/nope", 0),
+            b.query("custom.metrics.k8s.io/web/pods/rps", 0),
+            b.query_range(
+                "custom.metrics.k8s.io/web/pods/*/http_requests_per_second",
+                0,
+                60_000,
+                15_000,
+            ),
+        )
+    })
+    .await;
+    let pods = pods.expect("pod values");
+    let values: Vec<(&str, f64)> = pods
+        .iter()
+        .map(|s| {
+            let name = &s.labels.iter().find(|(k, _)| k == "name").expect("name").1;
+            (name.as_str(), s.samples[0].value)
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [("api-0", 1.5), ("api-1", 2.0)],
+        "the selector keeps app=api"
+    );
+    assert_eq!(
+        pods[0].labels,
+        [
+            ("kind".to_owned(), "Pod".to_owned()),
+            ("metric".to_owned(), "http_requests_per_second".to_owned()),
+            ("name".to_owned(), "api-0".to_owned()),
+            ("namespace".to_owned(), "web".to_owned()),
+        ]
+    );
+    assert_eq!(
+        pods[0].samples[0].at, 1_795_514_400_000,
+        "the adapter's timestamp"
+    );
+    let service = service.expect("service value");
+    assert_eq!(service[0].samples[0].value, 3.5);
+    match missing {
+        Err(BackendError::NotFound(m)) => {
+            assert!(m.contains("could not find the metric nope"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(malformed, Err(BackendError::Invalid(_))),
+        "{malformed:?}"
+    );
+    assert!(
+        matches!(history, Err(BackendError::Invalid(_))),
+        "{history:?}"
+    );
+    assert!(
+        !state
+            .lock()
+            .expect("state")
+            .log
+            .iter()
+            .any(|l| l.starts_with("401")),
+        "the token file's token was sent"
+    );
+
+    // Another tenant's namespace is refused before the API server is asked.
+    let scope = scalehost::tick::Scope {
+        tenant: scalehost::tick::TenantSpec {
+            name: "shop".into(),
+            namespaces: vec!["shop".into()],
+            workloads: vec![],
+            vm_pools: vec![],
+            backend: Some("prod".into()),
+        },
+        targets: vec![],
+        pools: vec![],
+    };
+    assert!(matches!(
+        scope.check_custom_metric("custom.metrics.k8s.io/web/pods/*/http_requests_per_second"),
+        Err(BackendError::Forbidden(_))
+    ));
+    assert!(
+        scope
+            .check_custom_metric("custom.metrics.k8s.io/shop/pods/*/x")
+            .is_ok()
+    );
+    assert!(scope.check_custom_metric("sum(up)").is_ok());
+
+    // Without custom.metrics.k8s.io served: not found, not a crash.
+    state.lock().expect("state").custom_metrics_api = false;
+    let b = backend.clone();
+    let off = blocking(move || {
+        b.query(
+            "custom.metrics.k8s.io/web/pods/*/http_requests_per_second",
+            0,
+        )
+    })
+    .await;
+    assert!(matches!(off, Err(BackendError::NotFound(_))), "{off:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_bearer_token_is_refused_and_a_missing_token_file_named() {
+    let mut state = apiserver::sample();
+    state.token = Some("right".into());
+    let wrong = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(wrong.path(), "wrong").expect("writes");
+    let (_, backend) = kubernetes_backend(state, Some(wrong.path().to_owned())).await;
+    let backend = backend.expect("connects: the token is checked on use");
+    let b = backend.clone();
+    let refused = blocking(move || b.workload(&WorkloadRef::deployment("web", "api"))).await;
+    match refused {
+        Err(BackendError::Forbidden(m)) => {
+            assert!(m.contains("refused scalehost's credentials"), "{m}");
+            assert!(!m.contains("wrong"), "the token never shows: {m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let (_, missing) = kubernetes_backend(
+        apiserver::sample(),
+        Some("/nonexistent/scalehost/token".into()),
+    )
+    .await;
+    let error = missing.expect_err("no token file");
+    assert!(error.contains("/nonexistent/scalehost/token"), "{error}");
 }
 
 // ----- VM pools: vSphere and Kubernetes together -----

@@ -7,11 +7,16 @@
 //! merge-`PATCH` of `spec.unschedulable`); Pods (`GET` all, `fieldSelector=spec.nodeName=`);
 //! the Eviction subresource (201, 429 `TooManyRequests` while a disruption budget forbids, 404
 //! for a missing pod; an evicted pod is gone); metrics.k8s.io PodMetrics (`labelSelector=`; 404
-//! when the metrics API is switched off); `GET /version`; SelfSubjectAccessReview (allowed
+//! when the metrics API is switched off); custom.metrics.k8s.io v1beta2 values of named objects or
+//! of every object (`*`) of a resource with `labelSelector=` (404 when no object has the metric,
+//! as prometheus-adapter answers; 404 for the whole group when the API is switched off);
+//! `GET /version`; SelfSubjectAccessReview (allowed
 //! unless a test denies the verb and resource). Errors are `Status` objects with `code`, `reason` and
 //! the API server's message wording. Every request is logged in order.
 //!
-//! Not modelled: authentication and RBAC, watches, other verbs and kinds, label selectors beyond
+//! Authentication is a bearer token when a test sets one (401 `Unauthorized` otherwise).
+//!
+//! Not modelled: other authentication, RBAC, watches, other verbs and kinds, label selectors beyond
 //! `k=v[,k=v]`, field selectors beyond `spec.nodeName`, strategic-merge patches, admission,
 //! garbage collection, the controllers (replica counts change only when a test says so).
 
@@ -65,6 +70,21 @@ pub struct FakePod {
     pub usage: String,
 }
 
+/// One object's value of a custom metric.
+#[derive(Debug, Clone)]
+pub struct FakeCustomMetric {
+    pub namespace: String,
+    /// Plural resource, as in the URL (`pods`).
+    pub resource: String,
+    /// The described object's kind (`Pod`).
+    pub kind: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub metric: String,
+    /// A quantity, as adapters write it (`1500m`).
+    pub value: String,
+}
+
 /// The whole fake cluster.
 #[derive(Debug, Default)]
 pub struct FakeState {
@@ -73,6 +93,11 @@ pub struct FakeState {
     pub nodes: BTreeMap<String, FakeNode>,
     pub pods: Vec<FakePod>,
     pub metrics_api: bool,
+    /// When set, every request must carry `Authorization: Bearer <token>` (else 401).
+    pub token: Option<String>,
+    /// Whether custom.metrics.k8s.io is served, and its values.
+    pub custom_metrics_api: bool,
+    pub custom_metrics: Vec<FakeCustomMetric>,
     /// The next scale writes answer 409, as if another writer had just written.
     pub conflicting_writes: u32,
     /// Permissions a SelfSubjectAccessReview answers as denied: `verb resource[/sub]`.
@@ -383,6 +408,57 @@ async fn pod_metrics(
     .into_response()
 }
 
+async fn custom_metric(
+    State(s): State<Shared>,
+    Path((ns, resource, name, metric)): Path<(String, String, String, String)>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let mut state = s.lock().expect("state");
+    state.log.push(format!(
+        "GET custom.metrics/{ns}/{resource}/{name}/{metric}"
+    ));
+    if !state.custom_metrics_api {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        );
+    }
+    let selector: Vec<(String, String)> = query
+        .get("labelSelector")
+        .map(|s| {
+            s.split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let items: Vec<Value> = state
+        .custom_metrics
+        .iter()
+        .filter(|m| m.namespace == ns && m.resource == resource && m.metric == metric)
+        .filter(|m| name == "*" || m.name == name)
+        .filter(|m| selector.iter().all(|(k, v)| m.labels.get(k) == Some(v)))
+        .map(|m| {
+            json!({
+                "describedObject": { "kind": m.kind, "namespace": m.namespace, "name": m.name, "apiVersion": "/v1" },
+                "metric": { "name": m.metric, "selector": null },
+                "timestamp": "2026-11-24T10:00:00Z",
+                "value": m.value,
+            })
+        })
+        .collect();
+    if items.is_empty() && (name != "*" || selector.is_empty()) {
+        return status(
+            404,
+            "NotFound",
+            format!("the server could not find the metric {metric} for {resource}"),
+        );
+    }
+    Json(json!({ "kind": "MetricValueList", "apiVersion": "custom.metrics.k8s.io/v1beta2", "metadata": {}, "items": items }))
+        .into_response()
+}
+
 async fn version() -> Response {
     Json(json!({ "major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "platform": "linux/amd64" }))
         .into_response()
@@ -407,6 +483,28 @@ async fn access_review(State(s): State<Shared>, Json(mut review): Json<Value>) -
     (StatusCode::CREATED, Json(review)).into_response()
 }
 
+async fn authenticate(
+    State(s): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let expected = s.lock().expect("state").token.clone();
+    if let Some(token) = expected {
+        let presented = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if presented != Some(format!("Bearer {token}").as_str()) {
+            s.lock()
+                .expect("state")
+                .log
+                .push(format!("401 {}", request.uri().path()));
+            return status(401, "Unauthorized", "Unauthorized".into());
+        }
+    }
+    next.run(request).await
+}
+
 /// Serves `state` on a free loopback port; returns its base URL.
 pub async fn serve(state: Shared) -> (String, SocketAddr) {
     let app = axum::Router::new()
@@ -426,6 +524,10 @@ pub async fn serve(state: Shared) -> (String, SocketAddr) {
             "/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods",
             get(pod_metrics),
         )
+        .route(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/{resource}/{name}/{metric}",
+            get(custom_metric),
+        )
         .route("/version", get(version))
         .route(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
@@ -438,6 +540,10 @@ pub async fn serve(state: Shared) -> (String, SocketAddr) {
                 "the server could not find the requested resource".into(),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -5,6 +5,7 @@
 //! steps around VM power: [`Kubernetes::cordon`], [`Kubernetes::drain`] (the Eviction API,
 //! honouring 429 from PodDisruptionBudgets with backoff and an overall timeout, skipping
 //! DaemonSet and mirror pods), [`Kubernetes::wait_ready`], [`Kubernetes::uncordon`].
+//! Policies read custom.metrics.k8s.io through `metrics.query` ([`CustomMetricQuery`]).
 //!
 //! Methods block: they are called from the tick's blocking thread and run their requests on the
 //! host's tokio runtime, captured at connect time.
@@ -19,7 +20,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{BackendError, Capacity, WorkloadKind, WorkloadRef, WorkloadStatus};
+use crate::model::{
+    BackendError, Capacity, Sample, Series, WorkloadKind, WorkloadRef, WorkloadStatus,
+};
 
 /// `[backends.kubernetes]` in the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -515,6 +518,123 @@ impl Kubernetes {
     }
 }
 
+/// How a policy asks for a custom.metrics.k8s.io value through `metrics.query`:
+/// `custom.metrics.k8s.io/<namespace>/<resource>/<object name or *>/<metric>[?<label selector>]`,
+/// e.g. `custom.metrics.k8s.io/web/pods/*/http_requests_per_second?app=api` or
+/// `custom.metrics.k8s.io/web/services/api/requests_per_second`.
+///
+/// The answer is one series per described object, labelled `kind`, `metric`, `name` and
+/// `namespace`, with one sample: the adapter's value at its timestamp. Only namespaced objects;
+/// there is no history (`metrics.query-range` refuses such a query).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomMetricQuery {
+    /// The objects' namespace.
+    pub namespace: String,
+    /// The objects' resource, plural (`pods`, `services`, `deployments.apps`, ...).
+    pub resource: String,
+    /// One object's name, or `*` for every object of the resource (narrowed by the selector).
+    pub name: String,
+    /// The metric's name.
+    pub metric: String,
+    /// A label selector (`app=api,tier=web`), for `*`.
+    pub label_selector: Option<String>,
+}
+
+impl CustomMetricQuery {
+    /// What starts a custom-metrics query.
+    pub const PREFIX: &str = "custom.metrics.k8s.io/";
+
+    /// Parses a query that starts with [`Self::PREFIX`]; `None` for any other query.
+    pub fn parse(query: &str) -> Option<Result<Self, BackendError>> {
+        let rest = query.trim().strip_prefix(Self::PREFIX)?;
+        let (path, label_selector) = match rest.split_once('?') {
+            Some((path, selector)) => (path, Some(selector.to_owned())),
+            None => (rest, None),
+        };
+        let parts: Vec<&str> = path.split('/').collect();
+        let valid_segment = |s: &str| {
+            !matches!(s, "" | "." | "..")
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':'))
+        };
+        Some(match parts.as_slice() {
+            [namespace, resource, name, metric]
+                if [namespace, resource, metric]
+                    .iter()
+                    .all(|s| valid_segment(s))
+                    && (*name == "*" || valid_segment(name))
+                    && label_selector.as_deref().is_none_or(|s| !s.is_empty()) =>
+            {
+                Ok(CustomMetricQuery {
+                    namespace: (*namespace).to_owned(),
+                    resource: (*resource).to_owned(),
+                    name: (*name).to_owned(),
+                    metric: (*metric).to_owned(),
+                    label_selector,
+                })
+            }
+            _ => Err(BackendError::Invalid(format!(
+                "custom metrics are asked as {}<namespace>/<resource>/<name or *>/<metric>[?<label selector>], not {query:?}",
+                Self::PREFIX
+            ))),
+        })
+    }
+}
+
+impl Kubernetes {
+    /// The values custom.metrics.k8s.io (v1beta2) reports for `query`'s objects.
+    pub fn custom_metric(&self, query: &CustomMetricQuery) -> Result<Vec<Series>, BackendError> {
+        let mut uri = format!(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{}/{}/{}/{}",
+            query.namespace, query.resource, query.name, query.metric
+        );
+        if let Some(selector) = &query.label_selector {
+            uri = format!("{uri}?labelSelector={}", urlencode(selector));
+        }
+        let request = http::Request::get(uri)
+            .body(Vec::new())
+            .map_err(|e| BackendError::Invalid(e.to_string()))?;
+        let list: serde_json::Value = self
+            .block_on(self.client.request(request))
+            .map_err(backend_error)?;
+        let mut series = Vec::new();
+        for item in list["items"].as_array().into_iter().flatten() {
+            let object = &item["describedObject"];
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+            let value = item["value"].as_str().and_then(quantity).ok_or_else(|| {
+                BackendError::Unavailable(format!(
+                    "custom metrics: {} is not a quantity",
+                    item["value"]
+                ))
+            })?;
+            let at =
+                serde_json::from_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>(
+                    item["timestamp"].clone(),
+                )
+                .map_err(|e| {
+                    BackendError::Unavailable(format!("custom metrics: timestamp: {e}"))
+                })?;
+            let metric = match item["metric"]["name"].as_str() {
+                Some(name) => name.to_owned(),
+                None => query.metric.clone(),
+            };
+            series.push(Series {
+                labels: vec![
+                    ("kind".into(), text(&object["kind"])),
+                    ("metric".into(), metric),
+                    ("name".into(), text(&object["name"])),
+                    ("namespace".into(), text(&object["namespace"])),
+                ],
+                samples: vec![Sample {
+                    at: u64::try_from(at.0.as_millisecond()).unwrap_or(0),
+                    value,
+                }],
+            });
+        }
+        Ok(series)
+    }
+}
+
 struct Shape {
     replicas: u32,
     ready: u32,
@@ -578,6 +698,35 @@ pub fn cpu_millis(quantity: &str) -> u64 {
     number
         .parse::<f64>()
         .map_or(0, |n| (n * scale).ceil().max(0.0) as u64)
+}
+
+/// Any quantity as a number: `1500m` is 1.5, `2k` 2000, `1Ki` 1024, `3e2` 300.
+pub fn quantity(quantity: &str) -> Option<f64> {
+    let q = quantity.trim();
+    let suffixes: [(&str, f64); 16] = [
+        ("Ki", 1024.0),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("Ti", 1024f64.powi(4)),
+        ("Pi", 1024f64.powi(5)),
+        ("Ei", 1024f64.powi(6)),
+        ("n", 1e-9),
+        ("u", 1e-6),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        // An exponent ("1E3") is not the exa suffix: only a bare trailing E is.
+        ("E", 1e18),
+        ("", 1.0),
+    ];
+    suffixes.iter().find_map(|(suffix, factor)| {
+        let number = q.strip_suffix(suffix)?;
+        let n: f64 = number.parse().ok()?;
+        n.is_finite().then_some(n * factor)
+    })
 }
 
 /// A memory quantity in bytes: `128Mi`, `1Gi`, `500M`, `1e9`, `1024`.
@@ -644,6 +793,50 @@ fn backend_error(error: kube::Error) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_quantity() {
+        assert_eq!(quantity("1500m"), Some(1.5));
+        assert_eq!(quantity("2k"), Some(2000.0));
+        assert_eq!(quantity("1Ki"), Some(1024.0));
+        assert_eq!(quantity("42"), Some(42.0));
+        assert_eq!(quantity("3e2"), Some(300.0));
+        assert_eq!(quantity("1E"), Some(1e18));
+        assert_eq!(quantity("lots"), None);
+    }
+
+    #[test]
+    fn custom_metric_queries() {
+        let q = CustomMetricQuery::parse("custom.metrics.k8s.io/web/pods/*/rps?app=api")
+            .expect("a custom query")
+            .expect("valid");
+        assert_eq!(
+            (
+                q.namespace.as_str(),
+                q.resource.as_str(),
+                q.name.as_str(),
+                q.metric.as_str()
+            ),
+            ("web", "pods", "*", "rps")
+        );
+        assert_eq!(q.label_selector.as_deref(), Some("app=api"));
+        assert!(CustomMetricQuery::parse("sum(rate(x[1m]))").is_none());
+        for bad in [
+            "custom.metrics.k8s.io/web/pods/rps",
+            "custom.metrics.k8s.io/web/pods/*/rps/extra",
+            "custom.metrics.k8s.io//pods/*/rps",
+            "custom.metrics.k8s.io/web/pods/*/rps?",
+            "custom.metrics.k8s.io/web/../*/rps",
+        ] {
+            assert!(
+                matches!(
+                    CustomMetricQuery::parse(bad),
+                    Some(Err(BackendError::Invalid(_)))
+                ),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn quantities() {

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Cluster;
-use super::kubernetes::{Kubernetes, KubernetesConfig, KubernetesSetupError};
+use super::kubernetes::{CustomMetricQuery, Kubernetes, KubernetesConfig, KubernetesSetupError};
 use super::prometheus::{Prometheus, PrometheusConfig, PrometheusSetupError};
 use super::vsphere::{VSphere, VSphereConfig, VSphereSetupError};
 use crate::model::{
@@ -265,6 +265,9 @@ impl RealCluster {
 
 impl Cluster for RealCluster {
     fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
+        if let Some(custom) = CustomMetricQuery::parse(promql) {
+            return self.kubernetes_or_missing()?.custom_metric(&custom?);
+        }
         self.prometheus_or_missing()?.query(promql, at)
     }
 
@@ -275,6 +278,12 @@ impl Cluster for RealCluster {
         end: TimestampMs,
         step_ms: u64,
     ) -> Result<Vec<Series>, BackendError> {
+        if CustomMetricQuery::parse(promql).is_some() {
+            return Err(BackendError::Invalid(
+                "custom.metrics.k8s.io keeps no history: ask metrics.query for the value now"
+                    .into(),
+            ));
+        }
         self.prometheus_or_missing()?
             .query_range(promql, start, end, step_ms)
     }

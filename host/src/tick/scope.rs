@@ -64,6 +64,20 @@ impl Scope {
             .all(|(_, ns)| self.tenant.namespaces.contains(ns))
     }
 
+    /// A custom-metrics query reads objects of one namespace, which must be granted: the
+    /// backend's credentials are the host's, not the tenant's.
+    pub fn check_custom_metric(&self, query: &str) -> Result<(), BackendError> {
+        match crate::backends::kubernetes::CustomMetricQuery::parse(query) {
+            Some(Ok(custom)) if !self.tenant.namespaces.contains(&custom.namespace) => {
+                Err(BackendError::Forbidden(format!(
+                    "namespace {:?} is not granted to tenant {}",
+                    custom.namespace, self.tenant.name
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Pushed-event services are named `<namespace>/…`; reading one needs the namespace granted.
     pub fn check_service(&self, service: &str) -> Result<(), BackendError> {
         let namespace = service.split('/').next().unwrap_or_default();

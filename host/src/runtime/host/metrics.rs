@@ -46,6 +46,9 @@ impl Host for Sandbox {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
+        if let Err(e) = access.scope.check_custom_metric(&promql) {
+            return Ok(Err(e.into()));
+        }
         let result = access.cluster.query(&promql, self.now);
         self.series_answer(&access, result)
     }
