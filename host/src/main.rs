@@ -54,15 +54,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(options) => {
             demo::run(options).await?;
         }
+        // Policies run off the async workers: WASI's blocking writes (a guest's print) wait on
+        // the runtime, which an async worker thread must not do.
         Command::Simulate(options) => {
-            let engine =
-                PolicyEngine::new(&EngineConfig::default()).context("starting the wasm engine")?;
-            scalehost::sim::simulate::run(&options, &engine)?;
+            tokio::task::spawn_blocking(move || {
+                let engine = PolicyEngine::new(&EngineConfig::default())
+                    .context("starting the wasm engine")?;
+                scalehost::sim::simulate::run(&options, &engine)?;
+                anyhow::Ok(())
+            })
+            .await??;
         }
         Command::Validate { plugin, config } => {
-            let engine =
-                PolicyEngine::new(&EngineConfig::default()).context("starting the wasm engine")?;
-            match validate::validate_plugin(&engine, &plugin, config.as_deref()) {
+            let (plugin, validated) = tokio::task::spawn_blocking(move || {
+                let engine = PolicyEngine::new(&EngineConfig::default())
+                    .context("starting the wasm engine")?;
+                let validated = validate::validate_plugin(&engine, &plugin, config.as_deref());
+                anyhow::Ok((plugin, validated))
+            })
+            .await??;
+            match validated {
                 Ok(found) => {
                     let checked = if found.config_checked {
                         "config accepted"
