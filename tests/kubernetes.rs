@@ -842,3 +842,107 @@ vm_pools = [{{ name = "workers", vms = [{{ name = "{pool_vm}", node = "node-a" }
     );
     assert!(!out.contains("\"p\""), "no secret in the output");
 }
+
+// ----- TLS: the configured CA, and only by choice without it -----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_and_vcenter_over_tls_trust_the_configured_ca_only() {
+    use scalehost::backends::vsphere::VSphere;
+
+    let shared = Arc::new(Mutex::new(apiserver::sample()));
+    let (_, api_addr) = apiserver::serve(shared.clone()).await;
+    let api_tls = common::tls::front(api_addr).await;
+    let url = api_tls.url.clone();
+    let kubernetes = move |ca_file: Option<std::path::PathBuf>| {
+        let config = KubernetesConfig {
+            in_cluster: false,
+            kubeconfig: None,
+            context: None,
+            url: Some(url.clone()),
+            token_file: None,
+            ca_file,
+            timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(5),
+        };
+        async move { Kubernetes::connect(&config).await }
+    };
+    let trusted = Arc::new(
+        kubernetes(Some(api_tls.ca_file.clone()))
+            .await
+            .expect("connects"),
+    );
+    let untrusted = Arc::new(kubernetes(None).await.expect("connects"));
+    let (ok, refused) = blocking(move || {
+        let api = WorkloadRef::deployment("web", "api");
+        (trusted.workload(&api), untrusted.workload(&api))
+    })
+    .await;
+    assert_eq!(ok.expect("trusted CA").replicas, 4);
+    match refused {
+        Err(BackendError::Unavailable(m)) => {
+            assert!(m.to_lowercase().contains("certificate"), "{m}")
+        }
+        other => panic!("an unknown CA must be refused: {other:?}"),
+    }
+    assert!(
+        matches!(
+            kubernetes(Some("/nonexistent/ca.pem".into())).await,
+            Err(e) if scalehost::display_chain(&e).contains("/nonexistent/ca.pem")
+        ),
+        "a missing CA file is named"
+    );
+
+    let vcenter = Arc::new(Mutex::new(FakeVcenter {
+        username: "u".into(),
+        password: "p".into(),
+        vms: [(
+            "vm-1".to_owned(),
+            FakeVm {
+                name: "worker-a-vm".into(),
+                on: true,
+                tools: true,
+            },
+        )]
+        .into(),
+        ..FakeVcenter::default()
+    }));
+    let vc_url = vcenter::serve(vcenter, None).await;
+    let vc_addr: std::net::SocketAddr = vc_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("address");
+    let vc_tls = common::tls::front(vc_addr).await;
+    let secret = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(secret.path(), "p").expect("writes");
+    let vsphere = |ca_file: Option<std::path::PathBuf>, insecure: bool| {
+        VSphere::new(&VSphereConfig {
+            url: vc_tls.url.clone(),
+            username: "u".into(),
+            password_file: Some(secret.path().to_owned()),
+            password_env: None,
+            ca_file,
+            insecure_skip_tls_verify: insecure,
+            timeout: Duration::from_secs(5),
+        })
+        .expect("client")
+    };
+    let trusted = vsphere(Some(vc_tls.ca_file.clone()), false);
+    let untrusted = vsphere(None, false);
+    let insecure = vsphere(None, true);
+    let names = vec!["worker-a-vm".to_owned()];
+    let (ok, refused, chosen) = blocking(move || {
+        (
+            trusted.vms(&names).map(|v| v.len()),
+            untrusted.vms(&names).map(|v| v.len()),
+            insecure.vms(&names).map(|v| v.len()),
+        )
+    })
+    .await;
+    assert_eq!(ok.expect("trusted CA"), 1);
+    assert!(
+        matches!(&refused, Err(BackendError::Unavailable(_))),
+        "an unknown CA must be refused: {refused:?}"
+    );
+    assert_eq!(chosen.expect("verification off by choice"), 1);
+}

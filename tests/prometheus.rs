@@ -386,5 +386,47 @@ targets = [{{ namespace = "web", name = "api", min_replicas = 1, max_replicas = 
             .iter()
             .any(|l| l == "PUT deployments/web/api/scale")
     );
+    drop(fake);
+
+    // Behind TLS: the configured CA is trusted, nothing else is.
+    let addr: SocketAddr = server
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let tls = common::tls::front(addr).await;
+    let token = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(token.path(), "prometheus-token\n").expect("writes");
+    let over_tls = |ca_file: Option<std::path::PathBuf>| {
+        Prometheus::new(&PrometheusConfig {
+            url: tls.url.clone(),
+            bearer_token_file: Some(token.path().to_owned()),
+            ca_file,
+            timeout: Duration::from_secs(5),
+        })
+    };
+    let trusted = over_tls(Some(tls.ca_file.clone())).expect("client");
+    let untrusted = over_tls(None).expect("client");
+    let (ok, refused) = tokio::task::spawn_blocking(move || {
+        let now = SystemClock.now_ms();
+        (
+            trusted.query("app_requests_per_second", now),
+            untrusted.query("app_requests_per_second", now),
+        )
+    })
+    .await
+    .expect("queries");
+    assert_eq!(ok.expect("trusted CA").len(), 2);
+    assert!(
+        matches!(&refused, Err(BackendError::Unavailable(_))),
+        "an unknown CA must be refused: {refused:?}"
+    );
+    let missing = over_tls(Some("/nonexistent/prom-ca.pem".into()))
+        .map(|_| ())
+        .expect_err("a missing CA file");
+    assert!(
+        scalehost::display_chain(&missing).contains("/nonexistent/prom-ca.pem"),
+        "{missing}"
+    );
     drop(server);
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod apiserver;
+pub mod tls;
 pub mod vcenter;
 
 use std::path::Path;

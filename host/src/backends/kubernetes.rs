@@ -118,6 +118,8 @@ impl Kubernetes {
                 c.headers.push((http::header::AUTHORIZATION, value));
             }
             if let Some(path) = &config.ca_file {
+                // Read here so that a missing file is named; kube loads it again itself.
+                read(path)?;
                 c.root_cert_file = Some(path.clone());
             }
             c
