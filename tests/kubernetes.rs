@@ -946,3 +946,123 @@ async fn kubernetes_and_vcenter_over_tls_trust_the_configured_ca_only() {
     );
     assert_eq!(chosen.expect("verification off by choice"), 1);
 }
+
+// ----- actuation through the tick engine: retries, and errors in the audit -----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn actuation_retries_an_unavailable_api_server_and_the_audit_carries_its_error() {
+    use scalehost::tick::{Action, AuditLog, Outcome, TickEngine};
+
+    let (state, backend) = kubernetes_backend(apiserver::sample(), None).await;
+    let backend = backend.expect("connects");
+    let store = Arc::new(scalehost::state::StateStore::in_memory().expect("state"));
+    let engine = Arc::new(TickEngine::new(
+        backend,
+        Arc::new(scalehost::backends::SystemClock),
+        store,
+        Arc::new(AuditLog::in_memory(100)),
+        64 << 20,
+    ));
+    engine.add_tenant(common::tenant());
+    let api = common::api();
+    let tick = |replicas: u32| {
+        let engine = engine.clone();
+        let api = api.clone();
+        blocking(move || {
+            let binding = engine
+                .bind(
+                    common::fixture_binding(
+                        "scaler",
+                        "scale",
+                        serde_json::json!({ "target": common::workload_json(&api), "replicas": replicas }),
+                        vec![common::target(&api, 1, 10)],
+                    ),
+                    common::fixture(),
+                )
+                .expect("binds");
+            engine.tick(&binding)
+        })
+    };
+
+    // Two 503s, then the write goes through: the tick applies its intent.
+    state.lock().expect("state").unavailable_writes = 2;
+    let record = tick(6).await;
+    assert_eq!(record.outcome, Outcome::Ok);
+    assert!(
+        matches!(
+            &record.actions[..],
+            [Action::Scale {
+                applied: 6,
+                error: None,
+                ..
+            }]
+        ),
+        "{:?}",
+        record.actions
+    );
+    let puts = |state: &Arc<Mutex<FakeState>>| {
+        state
+            .lock()
+            .expect("state")
+            .log
+            .iter()
+            .filter(|l| *l == "PUT deployments/web/api/scale")
+            .count()
+    };
+    assert_eq!(
+        puts(&state),
+        3,
+        "two refused writes and one that went through"
+    );
+
+    // Still unavailable after every attempt: nothing applied, the audit says why.
+    state.lock().expect("state").unavailable_writes = 100;
+    let before = puts(&state);
+    let record = tick(8).await;
+    match &record.actions[..] {
+        [
+            Action::Scale {
+                error: Some(error), ..
+            },
+        ] => {
+            assert!(
+                error.contains("503") || error.contains("unable to handle"),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(puts(&state) - before >= 2, "retried before giving up");
+    let fake = state.lock().expect("state");
+    assert_eq!(
+        fake.deployments[&("web".to_owned(), "api".to_owned())].replicas,
+        6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_cluster_config_outside_a_cluster_is_a_clear_error() {
+    // No KUBERNETES_SERVICE_HOST and no service-account files here (unless this runs in a pod).
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return;
+    }
+    let error = Kubernetes::connect(&KubernetesConfig {
+        in_cluster: true,
+        kubeconfig: None,
+        context: None,
+        url: None,
+        token_file: None,
+        ca_file: None,
+        timeout: Duration::from_secs(5),
+        drain_timeout: Duration::from_secs(5),
+    })
+    .await
+    .map(|_| ())
+    .expect_err("not in a cluster");
+    let message = scalehost::display_chain(&error);
+    assert!(message.starts_with("kubernetes: "), "{message}");
+    assert!(
+        message.contains("KUBERNETES_SERVICE_HOST") || message.to_lowercase().contains("cluster"),
+        "{message}"
+    );
+}

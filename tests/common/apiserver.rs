@@ -3,7 +3,8 @@
 //!
 //! Modelled: Deployments and StatefulSets (`GET`), their scale subresource (`GET`, `PUT` with
 //! resourceVersion optimistic concurrency: a stale version answers 409 `Conflict`, and tests can
-//! make the next writes conflict as if another writer got there first); Nodes (`GET` one or all,
+//! make the next writes conflict as if another writer got there first, or answer 503
+//! `ServiceUnavailable` as an overloaded server does); Nodes (`GET` one or all,
 //! merge-`PATCH` of `spec.unschedulable`); Pods (`GET` all, `fieldSelector=spec.nodeName=`);
 //! the Eviction subresource (201, 429 `TooManyRequests` while a disruption budget forbids, 404
 //! for a missing pod; an evicted pod is gone); metrics.k8s.io PodMetrics (`labelSelector=`; 404
@@ -100,6 +101,8 @@ pub struct FakeState {
     pub custom_metrics: Vec<FakeCustomMetric>,
     /// The next scale writes answer 409, as if another writer had just written.
     pub conflicting_writes: u32,
+    /// The next scale writes answer 503, as an overloaded API server does.
+    pub unavailable_writes: u32,
     /// Permissions a SelfSubjectAccessReview answers as denied: `verb resource[/sub]`.
     pub denied: Vec<String>,
     /// `METHOD path` of every request, in order.
@@ -247,6 +250,14 @@ async fn put_scale(
             ),
         )
     };
+    if state.unavailable_writes > 0 {
+        state.unavailable_writes -= 1;
+        return status(
+            503,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request".into(),
+        );
+    }
     if state.conflicting_writes > 0 {
         state.conflicting_writes -= 1;
         // Another writer got there first: the stored version moves on.
