@@ -8,6 +8,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod c;
+mod scripting;
+
 /// Plugin crates and the names their components get in `target/plugins/`.
 const PLUGINS: &[(&str, &str)] = &[
     ("threshold_cooldown", "threshold-cooldown"),
@@ -24,9 +27,13 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
-        Some("plugins") => plugins(),
+        Some("plugins") => match rest {
+            [] => plugins(),
+            [flag, only] if flag == "--only" => plugins_only(only),
+            _ => bail!("usage: cargo xtask plugins [--only rust|python|js|c]"),
+        },
         Some("demo") => {
-            plugins()?;
+            rust_plugins()?;
             let mut cmd = cargo();
             cmd.args(["run", "--quiet", "--package", "scalehost", "--", "demo"])
                 .args(rest);
@@ -36,8 +43,12 @@ fn main() -> Result<()> {
             plugins()?;
             ensure_prometheus()?;
             run(cargo().args(["test", "--workspace"]).args(rest))?;
-            // The policies' own logic, natively.
-            run(cargo().current_dir(root().join("plugins")).arg("test"))
+            // The policies' own logic, natively: Rust, then the other languages' ports.
+            run(cargo().current_dir(root().join("plugins")).arg("test"))?;
+            c::native_tests(&root().join("examples/c"))?;
+            run(Command::new("node")
+                .current_dir(root().join("examples/js"))
+                .args(["--test", "test/"]))
         }
         Some("bench") => {
             plugins()?;
@@ -45,6 +56,9 @@ fn main() -> Result<()> {
         }
         Some("help") | None => {
             println!("cargo xtask plugins   build every plugin into target/plugins/<name>.wasm");
+            println!(
+                "    [--only rust|c|js|python]  one language (installs its toolchain if missing)"
+            );
             println!("cargo xtask demo      build the plugins and run `scalehost demo` [ARGS]");
             println!("cargo xtask test      build the plugins, install prometheus, run every test");
             println!("cargo xtask bench     build the plugins and run the benchmarks [ARGS]");
@@ -77,8 +91,60 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Builds every plugin for wasm32-wasip2 (release) and copies it to `target/plugins/<name>.wasm`.
+/// Builds every plugin: the Rust ones and the examples in other languages.
 fn plugins() -> Result<()> {
+    rust_plugins()?;
+    for (language, _) in LANGUAGES {
+        plugins_only(language)?;
+    }
+    Ok(())
+}
+
+/// The languages beside Rust, each with its `threshold-cooldown` under `examples/<language>/`.
+const LANGUAGES: &[(&str, &str)] = &[("c", "c"), ("js", "js"), ("python", "python")];
+
+/// Builds the plugins of one language into `target/plugins/`.
+fn plugins_only(language: &str) -> Result<()> {
+    let root = root();
+    let out = root.join("target/plugins");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let started = std::time::Instant::now();
+    let examples = root.join("examples");
+    let built = match language {
+        "rust" => return rust_plugins(),
+        "c" => {
+            let to = out.join("threshold-cooldown-c.wasm");
+            c::build(&examples.join("c"), &to)?;
+            vec![to]
+        }
+        "js" => {
+            let to = out.join("threshold-cooldown-js.wasm");
+            scripting::js(&examples.join("js"), &to)?;
+            vec![to]
+        }
+        "python" => {
+            let to = out.join("threshold-cooldown-python.wasm");
+            scripting::python(&examples.join("python/threshold_cooldown"), &to)?;
+            // The sandbox test's policy: tries files, sockets and the environment.
+            let escape = out.join("python-escape.wasm");
+            scripting::python(&root.join("plugins/fixtures/python-escape"), &escape)?;
+            vec![to, escape]
+        }
+        other => bail!("unknown language {other:?}: rust, python, js or c"),
+    };
+    for path in built {
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        println!("plugins: {} ({} KiB)", path.display(), size / 1024);
+    }
+    println!(
+        "plugins: {language} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Builds every Rust plugin for wasm32-wasip2 (release) into `target/plugins/<name>.wasm`.
+fn rust_plugins() -> Result<()> {
     ensure_wasm_target()?;
     let root = root();
     // From inside plugins/, so that its .cargo/config.toml (the guest stack size) applies:
@@ -117,23 +183,35 @@ fn ensure_prometheus() -> Result<()> {
     if present() {
         return Ok(());
     }
-    println!("installing prometheus (apt-get install -y prometheus)");
+    apt_install(&["prometheus"])?;
+    if !present() {
+        bail!("prometheus installed but `prometheus --version` fails");
+    }
+    Ok(())
+}
+
+/// Installs Debian packages (needs root); updates the package lists once if the first try fails.
+fn apt_install(packages: &[&str]) -> Result<()> {
+    println!("installing {} (apt-get install -y)", packages.join(" "));
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "prometheus"])
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .is_ok_and(|s| s.success())
     };
-    if !install() {
-        // A fresh machine may have no package lists yet.
-        run(Command::new("apt-get").arg("update"))?;
-        if !install() {
-            bail!("cannot install prometheus: run `apt-get install -y prometheus` as root");
-        }
+    if install() {
+        return Ok(());
     }
-    if !present() {
-        bail!("prometheus installed but `prometheus --version` fails");
+    // A fresh machine may have no package lists yet.
+    run(Command::new("apt-get").arg("update"))?;
+    if !install() {
+        bail!(
+            "cannot install {}: run `apt-get install -y {}` as root",
+            packages.join(" "),
+            packages.join(" ")
+        );
     }
     Ok(())
 }
