@@ -1762,3 +1762,79 @@ async fn pushed_events_reach_a_policy_and_stay_in_the_tenants_namespaces() {
         record.actions
     );
 }
+
+/// An 18 MB Python component takes seconds to compile: the upload compiles it off the tick path,
+/// so a binding ticking every 100 ms keeps its rhythm meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn compiling_a_heavy_upload_never_stalls_ticks() {
+    let _timing = TIMING.write().await;
+    let python = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins/threshold-cooldown-python.wasm");
+    let python = std::fs::read(&python).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (build it with `cargo xtask plugins`)",
+            python.display()
+        )
+    });
+    let t = listening_host().await;
+    let router = t.router.clone();
+    let token = create_tenant(&router, "heavy", &["default"]).await;
+    let counter = upload(&router, &token, fixture_variant("heavy")).await;
+    let (_addr, stop, task, _dir) = running(t).await;
+    let path = "/v1/tenants/heavy/bindings/counter";
+    let put = call(
+        &router,
+        Method::PUT,
+        path,
+        Some(&token),
+        json_body(counter_binding(&counter, "100ms")),
+    )
+    .await;
+    assert_eq!(put.0, StatusCode::CREATED, "{}", put.1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let seqs = |router: Router, token: String| async move {
+        let (_, decisions) = call(
+            &router,
+            Method::GET,
+            "/v1/tenants/heavy/decisions?binding=counter",
+            Some(&token),
+            None,
+        )
+        .await;
+        decisions["decisions"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .filter_map(|r| r["seq"].as_u64())
+            .collect::<Vec<u64>>()
+    };
+    let before = *seqs(router.clone(), token.clone())
+        .await
+        .last()
+        .expect("ticks before the upload");
+    let started = std::time::Instant::now();
+    let heavy = upload(&router, &token, python).await;
+    let compiling = started.elapsed();
+    let ticked = seqs(router.clone(), token.clone())
+        .await
+        .into_iter()
+        .filter(|seq| *seq > before)
+        .count() as u64;
+    let _ = stop.send(());
+    task.await.expect("stops");
+
+    assert!(heavy.starts_with("sha256:"));
+    assert!(
+        compiling > Duration::from_secs(1),
+        "the upload compiled ({compiling:?})"
+    );
+    // At 100 ms the binding is due compiling/100ms times; a tick path blocked by the compile
+    // would show none or one.
+    let due = compiling.as_millis() as u64 / 100;
+    eprintln!("{ticked} ticks while the upload compiled for {compiling:?} ({due} due)");
+    assert!(
+        ticked * 2 >= due,
+        "{ticked} ticks while compiling for {compiling:?} ({due} due)"
+    );
+}

@@ -17,7 +17,8 @@ use crate::backends::Cluster;
 use crate::runtime::{CompiledPolicy, Limits};
 use crate::state::StateStore;
 use crate::tick::{
-    AuditLog, BindError, BindingSpec, FallbackSpec, Outcome, TargetSpec, TenantSpec, TickEngine,
+    AuditLog, AuditRecord, BindError, BindingSpec, FallbackSpec, Outcome, TargetSpec, TenantSpec,
+    TickEngine,
 };
 use crate::trace::Trace;
 
@@ -260,6 +261,19 @@ impl Backtest {
         config: serde_json::Value,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Run, BacktestError> {
+        self.run_policy_observed(name, policy, config, progress, &mut |_| {})
+    }
+
+    /// [`Backtest::run_policy`], handing every tick's audit record to `on_tick`: what the policy
+    /// asked for and what the host did, tick by tick (to compare implementations of a policy).
+    pub fn run_policy_observed(
+        &self,
+        name: &str,
+        policy: Arc<CompiledPolicy>,
+        config: serde_json::Value,
+        progress: &mut dyn FnMut(u64),
+        on_tick: &mut dyn FnMut(&AuditRecord),
+    ) -> Result<Run, BacktestError> {
         let cluster = Arc::new(BacktestCluster::new(self.model()));
         let state =
             Arc::new(StateStore::in_memory().map_err(|e| BacktestError::Invalid(e.to_string()))?);
@@ -313,9 +327,11 @@ impl Backtest {
             })?;
         let mut failed = 0;
         let ticks = self.replay(&cluster, progress, |_| {
-            if let Outcome::Failed { .. } = engine.tick(&binding).outcome {
+            let record = engine.tick(&binding);
+            if let Outcome::Failed { .. } = record.outcome {
                 failed += 1;
             }
+            on_tick(&record);
         });
         Ok(self.finish(name, "policy", &cluster, ticks, failed))
     }
