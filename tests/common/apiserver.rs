@@ -379,6 +379,19 @@ async fn evict(State(s): State<Shared>, Path((ns, name)): Path<(String, String)>
         .into_response()
 }
 
+/// `labelSelector=k=v[,k=v]` of a request's query.
+fn label_selector(query: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    query
+        .get("labelSelector")
+        .map(|s| {
+            s.split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn pod_metrics(
     State(s): State<Shared>,
     Path(ns): Path<String>,
@@ -393,15 +406,7 @@ async fn pod_metrics(
             "the server could not find the requested resource".into(),
         );
     }
-    let selector: Vec<(String, String)> = query
-        .get("labelSelector")
-        .map(|s| {
-            s.split(',')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let selector = label_selector(&query);
     let items: Vec<Value> = state
         .pods
         .iter()
@@ -435,15 +440,7 @@ async fn custom_metric(
             "the server could not find the requested resource".into(),
         );
     }
-    let selector: Vec<(String, String)> = query
-        .get("labelSelector")
-        .map(|s| {
-            s.split(',')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let selector = label_selector(&query);
     let items: Vec<Value> = state
         .custom_metrics
         .iter()

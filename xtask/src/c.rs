@@ -34,22 +34,11 @@ const PACKAGES: &[&str] = &[
 /// Builds the C policy in `source_dir` (every `*.c` there) into the component `out`.
 pub fn build(source_dir: &Path, out: &Path) -> Result<()> {
     ensure_toolchain()?;
-    let root = root();
-    let work = root.join("target/c").join(
-        source_dir
-            .file_name()
-            .context("the C source dir has a name")?,
-    );
+    let work = work_dir(source_dir)?;
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-    let (resolve, world) = policy_world(&root)?;
+    let (resolve, world) = policy_world(&root())?;
     generate_bindings(&resolve, world, &work)?;
-
-    let mut sources: Vec<_> = std::fs::read_dir(source_dir)
-        .with_context(|| format!("cannot read {}", source_dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
-        .collect();
-    sources.sort();
+    let sources = sources(source_dir)?;
     let module = work.join("module.wasm");
     let mut clang = Command::new(CLANG);
     clang
@@ -79,6 +68,25 @@ pub fn build(source_dir: &Path, out: &Path) -> Result<()> {
         .encode()
         .context("cannot make a component of the C module")?;
     std::fs::write(out, component).with_context(|| format!("cannot write {}", out.display()))
+}
+
+/// Where the bindings and the objects of the C policy in `source_dir` go.
+fn work_dir(source_dir: &Path) -> Result<std::path::PathBuf> {
+    let name = source_dir
+        .file_name()
+        .context("the C source dir has a name")?;
+    Ok(root().join("target/c").join(name))
+}
+
+/// The policy's `*.c` files (not its tests), in a stable order.
+fn sources(source_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut sources: Vec<_> = std::fs::read_dir(source_dir)
+        .with_context(|| format!("cannot read {}", source_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .collect();
+    sources.sort();
+    Ok(sources)
 }
 
 /// The `policy` world of the project's WIT.
@@ -135,18 +143,8 @@ fn ensure_toolchain() -> Result<()> {
 /// Runs the C example's unit tests (`tests/native_test.c`) natively with gcc and the address,
 /// undefined-behaviour and leak sanitizers; needs the bindings of a previous [`build`].
 pub fn native_tests(source_dir: &Path) -> Result<()> {
-    let root = root();
-    let work = root.join("target/c").join(
-        source_dir
-            .file_name()
-            .context("the C source dir has a name")?,
-    );
-    let mut sources: Vec<_> = std::fs::read_dir(source_dir)
-        .with_context(|| format!("cannot read {}", source_dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
-        .collect();
-    sources.sort();
+    let work = work_dir(source_dir)?;
+    let sources = sources(source_dir)?;
     let binary = work.join("native_test");
     run(Command::new("gcc")
         .args([
