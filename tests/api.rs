@@ -738,11 +738,11 @@ async fn bindings_have_revisions_rollback_pause_shadow_state_and_decisions() {
         (json!(2), json!(v2))
     );
     let engine = t.host.control().engine().clone();
-    let tick = |engine: &Arc<scalehost::tick::TickEngine>| {
+    async fn tick(engine: &Arc<scalehost::tick::TickEngine>) -> scalehost::tick::AuditRecord {
         let binding = engine.binding("team", "counter").expect("bound");
-        engine.tick(&binding)
-    };
-    let record = tick(&engine);
+        engine.tick(&binding).await
+    }
+    let record = tick(&engine).await;
     assert_eq!(
         (record.plugin.as_str(), record.revision),
         (v2.as_str(), Some(2))
@@ -760,7 +760,7 @@ async fn bindings_have_revisions_rollback_pause_shadow_state_and_decisions() {
         (status, rolled["revision"].clone()),
         (StatusCode::OK, json!(1))
     );
-    assert_eq!(tick(&engine).plugin, v1);
+    assert_eq!(tick(&engine).await.plugin, v1);
     let (status, rolled) = call(
         r,
         Method::POST,
@@ -832,7 +832,7 @@ async fn bindings_have_revisions_rollback_pause_shadow_state_and_decisions() {
     .await;
     assert_eq!(status, StatusCode::OK, "{with_shadow}");
     assert_eq!(with_shadow["shadow"]["revision"], 3);
-    let record = tick(&engine);
+    let record = tick(&engine).await;
     let shadow_run = record.shadow.as_ref().expect("the shadow ran");
     assert_eq!(shadow_run.revision, Some(3));
     assert_eq!(shadow_run.intents.len(), 1, "its intent is recorded");
@@ -924,7 +924,7 @@ async fn bindings_have_revisions_rollback_pause_shadow_state_and_decisions() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    tick(&engine);
+    tick(&engine).await;
     let (_, state) = call(r, Method::GET, &format!("{path}/state"), Some(token), None).await;
     let entries = state["entries"].as_array().expect("entries");
     assert_eq!(entries[0]["key"], "ticks");
@@ -1190,10 +1190,17 @@ async fn a_live_swap_misses_no_tick_runs_none_twice_and_keeps_state() {
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
-            (50..250).contains(&gap),
+            (50..=150).contains(&gap),
             "ticks {gap} ms apart in {times:?}"
         );
     }
+    // Exactly one tick per interval over the span they cover, none missed, none doubled.
+    let span = times[times.len() - 1] - times[0];
+    assert_eq!(
+        records.len() as u64,
+        (span + 50) / 100 + 1,
+        "ticks over {span} ms at 100 ms: {times:?}"
+    );
     // The state carried over: the counter counted every tick of both revisions.
     let counted: usize = state["entries"][0]["value"]
         .as_str()
@@ -1520,7 +1527,10 @@ async fn a_restart_or_a_swap_never_recompiles() {
     let binding = engine.binding("keep", "b").expect("the binding is back");
     assert_eq!(binding.policy.digest(), two);
     assert_eq!(binding.revision, Some(2));
-    assert_eq!(engine.tick(&binding).outcome, scalehost::tick::Outcome::Ok);
+    assert_eq!(
+        engine.tick(&binding).await.outcome,
+        scalehost::tick::Outcome::Ok
+    );
     // A rollback to the other revision loads its artifact from disk.
     let r = api::router(ApiState::new(host.control().clone()));
     let rolled = call(
@@ -1746,9 +1756,9 @@ async fn pushed_events_reach_a_policy_and_stay_in_the_tenants_namespaces() {
         (StatusCode::ACCEPTED, json!(3))
     );
     let engine = t.host.control().engine().clone();
-    let record = tokio::task::spawn_blocking(move || {
+    let record = tokio::spawn(async move {
         let binding = engine.binding("ops", "load").expect("bound");
-        engine.tick(&binding)
+        engine.tick(&binding).await
     })
     .await
     .expect("ticks");
@@ -1837,4 +1847,148 @@ async fn compiling_a_heavy_upload_never_stalls_ticks() {
         ticked * 2 >= due,
         "{ticked} ticks while compiling for {compiling:?} ({due} due)"
     );
+}
+
+/// A binding of the fixture in `mode`, without targets, with its own deadline and interval.
+fn fixture_binding_json(plugin: &str, mode: &str, deadline: &str, interval: &str) -> Value {
+    json!({
+        "plugin": plugin,
+        "config": { "mode": mode },
+        "interval": interval,
+        "limits": { "deadline": deadline },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sleeping_policy_costs_only_its_own_request_and_its_own_ticks() {
+    let _timing = TIMING.write().await;
+    let t = listening_host().await;
+    let router = t.router.clone();
+    let engine = t.host.control().engine().clone();
+    let (_addr, stop, task, _dir) = running(t).await;
+    let slow = create_tenant(&router, "slow", &["default"]).await;
+    let other = create_tenant(&router, "other", &["batch"]).await;
+    let slow_plugin = upload(&router, &slow, fixture_bytes()).await;
+    let other_plugin = upload(&router, &other, fixture_bytes()).await;
+
+    // validate-config sleeps 60 s: the PUT is refused when its 2 s deadline passes, and another
+    // tenant's write in the meantime is not held up behind it.
+    let put_slow = {
+        let router = router.clone();
+        let slow = slow.clone();
+        let body = fixture_binding_json(&slow_plugin, "sleep-in-validate", "2s", "1s");
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = call(
+                &router,
+                Method::PUT,
+                "/v1/tenants/slow/bindings/sleepy",
+                Some(&slow),
+                json_body(body),
+            )
+            .await;
+            (answer, started.elapsed(), Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let answer = call(
+        &router,
+        Method::PUT,
+        "/v1/tenants/other/bindings/counter",
+        Some(&other),
+        json_body(json!({
+            "plugin": other_plugin,
+            "config": { "mode": "counter" },
+            "interval": "1s",
+            "targets": [{ "namespace": "batch", "name": "worker", "min_replicas": 0, "max_replicas": 10 }],
+        })),
+    )
+    .await;
+    let other_took = started.elapsed();
+    let other_done = Instant::now();
+    assert_eq!(answer.0, StatusCode::CREATED, "{}", answer.1);
+    let (slow_answer, slow_took, slow_done) = put_slow.await.expect("the slow PUT answers");
+    assert_error(
+        &slow_answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_config",
+    );
+    assert!(
+        slow_answer.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("deadline of 2s exceeded")),
+        "{}",
+        slow_answer.1
+    );
+    assert!(
+        slow_took < Duration::from_secs(3),
+        "the sleeping check answered after {slow_took:?}"
+    );
+    assert!(
+        other_took < Duration::from_secs(1) && other_done < slow_done,
+        "the other tenant's write took {other_took:?}, behind the sleeping check"
+    );
+
+    // A tick that sleeps fails at its 300 ms deadline and the binding keeps its 500 ms rhythm.
+    let answer = call(
+        &router,
+        Method::PUT,
+        "/v1/tenants/slow/bindings/sleeper",
+        Some(&slow),
+        json_body(fixture_binding_json(
+            &slow_plugin,
+            "sleep",
+            "300ms",
+            "500ms",
+        )),
+    )
+    .await;
+    assert_eq!(answer.0, StatusCode::CREATED, "{}", answer.1);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let ticks: Vec<_> = engine
+        .audit()
+        .recent()
+        .into_iter()
+        .filter(|r| r.tenant == "slow" && r.binding == "sleeper")
+        .collect();
+    assert!(ticks.len() >= 4, "{} ticks in 3.2 s at 500 ms", ticks.len());
+    for record in &ticks {
+        assert!(
+            matches!(&record.outcome, scalehost::tick::Outcome::Failed { error: scalehost::runtime::InvocationError::Deadline(d) } if d == "300ms"),
+            "{:?}",
+            record.outcome
+        );
+    }
+    for pair in ticks.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap <= 750, "ticks {gap} ms apart at a 500 ms interval");
+    }
+
+    // DELETE of a binding whose tick is asleep (5 s deadline) answers at once.
+    let answer = call(
+        &router,
+        Method::PUT,
+        "/v1/tenants/slow/bindings/long-sleeper",
+        Some(&slow),
+        json_body(fixture_binding_json(&slow_plugin, "sleep", "5s", "10s")),
+    )
+    .await;
+    assert_eq!(answer.0, StatusCode::CREATED, "{}", answer.1);
+    // Its first tick starts within its phase (under 1 s) and then sleeps.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let answer = call(
+        &router,
+        Method::DELETE,
+        "/v1/tenants/slow/bindings/long-sleeper",
+        Some(&slow),
+        None,
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(answer.0, StatusCode::NO_CONTENT, "{}", answer.1);
+    assert!(took < Duration::from_secs(1), "DELETE took {took:?}");
+    let _ = stop.send(());
+    task.await.expect("stops");
 }

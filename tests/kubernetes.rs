@@ -42,9 +42,11 @@ fn stateful_set(ns: &str, name: &str) -> WorkloadRef {
     }
 }
 
-/// Runs blocking backend calls off the async workers, as the tick engine does.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(work).await.expect("no panic")
+/// Runs backend calls as a task of their own, as a tick does.
+async fn blocking<T: Send + 'static, F: std::future::Future<Output = T> + Send + 'static>(
+    work: impl FnOnce() -> F,
+) -> T {
+    tokio::spawn(work()).await.expect("no panic")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -52,11 +54,11 @@ async fn workload_status_and_capacity() {
     let (state, k8s) = cluster(apiserver::sample()).await;
     let k8s = Arc::new(k8s);
     let k = k8s.clone();
-    let (api, db, missing) = blocking(move || {
+    let (api, db, missing) = blocking(move || async move {
         (
-            k.workload(&WorkloadRef::deployment("web", "api")),
-            k.workload(&stateful_set("data", "db")),
-            k.workload(&WorkloadRef::deployment("web", "nope")),
+            k.workload(&WorkloadRef::deployment("web", "api")).await,
+            k.workload(&stateful_set("data", "db")).await,
+            k.workload(&WorkloadRef::deployment("web", "nope")).await,
         )
     })
     .await;
@@ -87,16 +89,17 @@ async fn workload_status_and_capacity() {
     // Without the metrics API, usage is unknown, not an error.
     state.lock().expect("state").metrics_api = false;
     let k = k8s.clone();
-    let api = blocking(move || k.workload(&WorkloadRef::deployment("web", "api")))
-        .await
-        .expect("api");
+    let api =
+        blocking(move || async move { k.workload(&WorkloadRef::deployment("web", "api")).await })
+            .await
+            .expect("api");
     assert_eq!(api.cpu_usage_millis, None);
 
     let k = k8s.clone();
-    let (all, without_api) = blocking(move || {
+    let (all, without_api) = blocking(move || async move {
         (
-            k.capacity(&[]),
-            k.capacity(&[WorkloadRef::deployment("web", "api")]),
+            k.capacity(&[]).await,
+            k.capacity(&[WorkloadRef::deployment("web", "api")]).await,
         )
     })
     .await;
@@ -118,7 +121,9 @@ async fn workload_status_and_capacity() {
         s.nodes.get_mut("node-b").expect("node").unschedulable = true;
     }
     let k = k8s.clone();
-    let one = blocking(move || k.capacity(&[])).await.expect("capacity");
+    let one = blocking(move || async move { k.capacity(&[]).await })
+        .await
+        .expect("capacity");
     assert_eq!((one.nodes, one.allocatable_cpu_millis), (1, 4000));
 }
 
@@ -127,9 +132,10 @@ async fn scaling_goes_through_the_scale_subresource_and_retries_conflicts() {
     let (state, k8s) = cluster(apiserver::sample()).await;
     let k8s = Arc::new(k8s);
     let k = k8s.clone();
-    let before = blocking(move || k.scale(&WorkloadRef::deployment("web", "api"), 7))
-        .await
-        .expect("scales");
+    let before =
+        blocking(move || async move { k.scale(&WorkloadRef::deployment("web", "api"), 7).await })
+            .await
+            .expect("scales");
     assert_eq!(before, 4);
     {
         let s = state.lock().expect("state");
@@ -139,7 +145,7 @@ async fn scaling_goes_through_the_scale_subresource_and_retries_conflicts() {
     // Two writers get in first: read again, write again, done.
     state.lock().expect("state").conflicting_writes = 2;
     let k = k8s.clone();
-    blocking(move || k.scale(&WorkloadRef::deployment("web", "api"), 9))
+    blocking(move || async move { k.scale(&WorkloadRef::deployment("web", "api"), 9).await })
         .await
         .expect("scales after two conflicts");
     {
@@ -158,7 +164,9 @@ async fn scaling_goes_through_the_scale_subresource_and_retries_conflicts() {
     // Conflicts without end: given up, with the API server's message.
     state.lock().expect("state").conflicting_writes = 100;
     let k = k8s.clone();
-    match blocking(move || k.scale(&WorkloadRef::deployment("web", "api"), 2)).await {
+    match blocking(move || async move { k.scale(&WorkloadRef::deployment("web", "api"), 2).await })
+        .await
+    {
         Err(BackendError::Unavailable(message)) => {
             assert!(
                 message.contains("409") && message.contains("has been modified"),
@@ -170,11 +178,11 @@ async fn scaling_goes_through_the_scale_subresource_and_retries_conflicts() {
     state.lock().expect("state").conflicting_writes = 0;
     // A StatefulSet, an unchanged count (no write), a missing workload.
     let k = k8s.clone();
-    let (db, same, missing) = blocking(move || {
+    let (db, same, missing) = blocking(move || async move {
         (
-            k.scale(&stateful_set("data", "db"), 5),
-            k.scale(&stateful_set("data", "db"), 5),
-            k.scale(&WorkloadRef::deployment("web", "nope"), 1),
+            k.scale(&stateful_set("data", "db"), 5).await,
+            k.scale(&stateful_set("data", "db"), 5).await,
+            k.scale(&WorkloadRef::deployment("web", "nope"), 1).await,
         )
     })
     .await;
@@ -209,9 +217,9 @@ async fn cordon_then_drain_honours_budgets_and_skips_daemon_and_mirror_pods() {
     let (state, k8s) = cluster(sample).await;
     let k8s = Arc::new(k8s);
     let k = k8s.clone();
-    let evicted = blocking(move || {
-        k.cordon("node-a")?;
-        k.drain("node-a")
+    let evicted = blocking(move || async move {
+        k.cordon("node-a").await?;
+        k.drain("node-a").await
     })
     .await
     .expect("drains");
@@ -261,7 +269,7 @@ async fn a_drain_blocked_by_a_budget_times_out_and_readiness_is_awaited() {
     let (url, _) = apiserver::serve(shared.clone()).await;
     let k8s = Arc::new(connect(&url, Duration::from_millis(900)).await);
     let k = k8s.clone();
-    match blocking(move || k.drain("node-b")).await {
+    match blocking(move || async move { k.drain("node-b").await }).await {
         Err(BackendError::Unavailable(message)) => {
             assert!(
                 message.contains("disruption budget") && message.contains("web/api-2"),
@@ -279,7 +287,9 @@ async fn a_drain_blocked_by_a_budget_times_out_and_readiness_is_awaited() {
         .expect("node")
         .ready = false;
     let k = k8s.clone();
-    let not_ready = blocking(move || k.wait_ready("node-b", Duration::from_millis(600))).await;
+    let not_ready =
+        blocking(move || async move { k.wait_ready("node-b", Duration::from_millis(600)).await })
+            .await;
     assert!(
         matches!(not_ready, Err(BackendError::Unavailable(_))),
         "{not_ready:?}"
@@ -295,9 +305,9 @@ async fn a_drain_blocked_by_a_budget_times_out_and_readiness_is_awaited() {
             .ready = true;
     });
     let k = k8s.clone();
-    blocking(move || {
-        k.wait_ready("node-b", Duration::from_secs(10))?;
-        k.uncordon("node-b")
+    blocking(move || async move {
+        k.wait_ready("node-b", Duration::from_secs(10)).await?;
+        k.uncordon("node-b").await
     })
     .await
     .expect("ready, uncordoned");
@@ -305,7 +315,7 @@ async fn a_drain_blocked_by_a_budget_times_out_and_readiness_is_awaited() {
     // A missing node, and an unreachable API server.
     let k = k8s.clone();
     assert!(matches!(
-        blocking(move || k.cordon("node-z")).await,
+        blocking(move || async move { k.cordon("node-z").await }).await,
         Err(BackendError::NotFound(_))
     ));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -313,7 +323,11 @@ async fn a_drain_blocked_by_a_budget_times_out_and_readiness_is_awaited() {
         .map(|a| a.port())
         .expect("port");
     let dead = Arc::new(connect(&format!("http://127.0.0.1:{port}"), Duration::from_secs(1)).await);
-    let unreachable = blocking(move || dead.workload(&WorkloadRef::deployment("web", "api"))).await;
+    let unreachable =
+        blocking(
+            move || async move { dead.workload(&WorkloadRef::deployment("web", "api")).await },
+        )
+        .await;
     assert!(
         matches!(unreachable, Err(BackendError::Unavailable(_))),
         "{unreachable:?}"
@@ -413,24 +427,27 @@ async fn custom_metrics_reach_policies_through_metrics_query() {
     let (state, backend) = kubernetes_backend(state, Some(token.path().to_owned())).await;
     let backend = backend.expect("connects");
     let b = backend.clone();
-    let (pods, service, missing, malformed, history) = blocking(move || {
+    let (pods, service, missing, malformed, history) = blocking(move || async move {
         (
             b.query(
                 "custom.metrics.k8s.io/web/pods/*/http_requests_per_second?app=api",
                 0,
-            ),
+            )
+            .await,
             b.query(
                 "custom.metrics.k8s.io/web/services/api/requests_per_second",
                 0,
-            ),
-            b.query("custom.metrics.k8s.io/web/pods/*/nope", 0),
-            b.query("custom.metrics.k8s.io/web/pods/rps", 0),
+            )
+            .await,
+            b.query("custom.metrics.k8s.io/web/pods/*/nope", 0).await,
+            b.query("custom.metrics.k8s.io/web/pods/rps", 0).await,
             b.query_range(
                 "custom.metrics.k8s.io/web/pods/*/http_requests_per_second",
                 0,
                 60_000,
                 15_000,
-            ),
+            )
+            .await,
         )
     })
     .await;
@@ -512,11 +529,12 @@ async fn custom_metrics_reach_policies_through_metrics_query() {
     // Without custom.metrics.k8s.io served: not found, not a crash.
     state.lock().expect("state").custom_metrics_api = false;
     let b = backend.clone();
-    let off = blocking(move || {
+    let off = blocking(move || async move {
         b.query(
             "custom.metrics.k8s.io/web/pods/*/http_requests_per_second",
             0,
         )
+        .await
     })
     .await;
     assert!(matches!(off, Err(BackendError::NotFound(_))), "{off:?}");
@@ -531,7 +549,9 @@ async fn a_wrong_bearer_token_is_refused_and_a_missing_token_file_named() {
     let (_, backend) = kubernetes_backend(state, Some(wrong.path().to_owned())).await;
     let backend = backend.expect("connects: the token is checked on use");
     let b = backend.clone();
-    let refused = blocking(move || b.workload(&WorkloadRef::deployment("web", "api"))).await;
+    let refused =
+        blocking(move || async move { b.workload(&WorkloadRef::deployment("web", "api")).await })
+            .await;
     match refused {
         Err(BackendError::Forbidden(m)) => {
             assert!(m.contains("refused scalehost's credentials"), "{m}");
@@ -551,9 +571,11 @@ async fn a_wrong_bearer_token_is_refused_and_a_missing_token_file_named() {
 // ----- VM pools: vSphere and Kubernetes together -----
 
 use common::vcenter::{self, FakeVcenter, FakeVm};
-use scalehost::backends::Cluster;
 use scalehost::backends::real::{BackendConfig, PoolVm, RealCluster, VmPoolConfig};
 use scalehost::backends::vsphere::VSphereConfig;
+use scalehost::backends::{
+    Actuator as _, MetricSource as _, VmInventory as _, WorkloadReader as _,
+};
 use scalehost::model::PowerState;
 
 async fn pool_backend(
@@ -646,13 +668,15 @@ async fn pool_backend(
 async fn powering_a_pool_vm_off_cordons_drains_then_shuts_the_guest_down_and_on_again() {
     let (k8s, vc, backend) = pool_backend("right").await;
     let b = backend.clone();
-    let vms = blocking(move || b.vms("workers")).await.expect("lists");
+    let vms = blocking(move || async move { b.vms("workers").await })
+        .await
+        .expect("lists");
     assert_eq!(vms.len(), 2, "only the pool's VMs: {vms:?}");
     assert!(vms.iter().all(|v| v.power == PowerState::On));
     assert_eq!(vms[0].node_name.as_deref(), Some("node-a"));
 
     let b = backend.clone();
-    blocking(move || b.set_power("workers", "vm-101", PowerState::Off))
+    blocking(move || async move { b.set_power("workers", "vm-101", PowerState::Off).await })
         .await
         .expect("powered off");
     {
@@ -677,7 +701,7 @@ async fn powering_a_pool_vm_off_cordons_drains_then_shuts_the_guest_down_and_on_
     assert!(!vc.lock().expect("state").vms["vm-101"].on);
     // Without VMware Tools the guest cannot be asked: drained, then stopped hard.
     let b = backend.clone();
-    blocking(move || b.set_power("workers", "vm-102", PowerState::Off))
+    blocking(move || async move { b.set_power("workers", "vm-102", PowerState::Off).await })
         .await
         .expect("powered off");
     {
@@ -695,7 +719,7 @@ async fn powering_a_pool_vm_off_cordons_drains_then_shuts_the_guest_down_and_on_
     // The session expires; the next call logs in again by itself.
     vc.lock().expect("state").sessions.clear();
     let b = backend.clone();
-    blocking(move || b.set_power("workers", "vm-101", PowerState::On))
+    blocking(move || async move { b.set_power("workers", "vm-101", PowerState::On).await })
         .await
         .expect("powered on");
     assert_eq!(vc.lock().expect("state").logins, 2);
@@ -713,10 +737,10 @@ async fn powering_a_pool_vm_off_cordons_drains_then_shuts_the_guest_down_and_on_
     assert!(!k8s.lock().expect("state").nodes["node-a"].unschedulable);
     // A VM outside the pool, and a pool that does not exist.
     let b = backend.clone();
-    let (outside, no_pool) = blocking(move || {
+    let (outside, no_pool) = blocking(move || async move {
         (
-            b.set_power("workers", "vm-900", PowerState::Off),
-            b.vms("gpus"),
+            b.set_power("workers", "vm-900", PowerState::Off).await,
+            b.vms("gpus").await,
         )
     })
     .await;
@@ -734,7 +758,7 @@ async fn powering_a_pool_vm_off_cordons_drains_then_shuts_the_guest_down_and_on_
 async fn a_wrong_vcenter_password_is_refused_and_not_shown() {
     let (_, _, backend) = pool_backend("wrong-secret").await;
     let b = backend.clone();
-    match blocking(move || b.vms("workers")).await {
+    match blocking(move || async move { b.vms("workers").await }).await {
         Err(BackendError::Forbidden(message)) => {
             assert!(message.contains("refused the login"), "{message}");
             assert!(
@@ -753,7 +777,7 @@ async fn doctor(config: String) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("scalehost.toml");
     std::fs::write(&path, config).expect("writes");
-    let out = blocking(move || {
+    let out = blocking(move || async move {
         std::process::Command::new(env!("CARGO_BIN_EXE_scalehost"))
             .args(["doctor", "--config", path.to_str().expect("utf-8")])
             .output()
@@ -872,9 +896,9 @@ async fn kubernetes_and_vcenter_over_tls_trust_the_configured_ca_only() {
             .expect("connects"),
     );
     let untrusted = Arc::new(kubernetes(None).await.expect("connects"));
-    let (ok, refused) = blocking(move || {
+    let (ok, refused) = blocking(move || async move {
         let api = WorkloadRef::deployment("web", "api");
-        (trusted.workload(&api), untrusted.workload(&api))
+        (trusted.workload(&api).await, untrusted.workload(&api).await)
     })
     .await;
     assert_eq!(ok.expect("trusted CA").replicas, 4);
@@ -931,11 +955,11 @@ async fn kubernetes_and_vcenter_over_tls_trust_the_configured_ca_only() {
     let untrusted = vsphere(None, false);
     let insecure = vsphere(None, true);
     let names = vec!["worker-a-vm".to_owned()];
-    let (ok, refused, chosen) = blocking(move || {
+    let (ok, refused, chosen) = blocking(move || async move {
         (
-            trusted.vms(&names).map(|v| v.len()),
-            untrusted.vms(&names).map(|v| v.len()),
-            insecure.vms(&names).map(|v| v.len()),
+            trusted.vms(&names).await.map(|v| v.len()),
+            untrusted.vms(&names).await.map(|v| v.len()),
+            insecure.vms(&names).await.map(|v| v.len()),
         )
     })
     .await;
@@ -961,14 +985,14 @@ async fn actuation_retries_an_unavailable_api_server_and_the_audit_carries_its_e
         Arc::new(scalehost::backends::SystemClock),
         store,
         Arc::new(AuditLog::in_memory(100)),
-        64 << 20,
+        &scalehost::runtime::EngineConfig::default(),
     ));
     engine.add_tenant(common::tenant());
     let api = common::api();
     let tick = |replicas: u32| {
         let engine = engine.clone();
         let api = api.clone();
-        blocking(move || {
+        blocking(move || async move {
             let binding = engine
                 .bind(
                     common::fixture_binding(
@@ -978,9 +1002,9 @@ async fn actuation_retries_an_unavailable_api_server_and_the_audit_carries_its_e
                         vec![common::target(&api, 1, 10)],
                     ),
                     common::fixture(),
-                )
+                ).await
                 .expect("binds");
-            engine.tick(&binding)
+            engine.tick(&binding).await
         })
     };
 

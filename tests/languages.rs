@@ -200,7 +200,7 @@ fn host_errors_fail_the_tick_identically() {
     );
 }
 
-fn validate(policy: &CompiledPolicy, config: &str) -> Result<(), String> {
+async fn validate(policy: &CompiledPolicy, config: &str) -> Result<(), String> {
     let state = Arc::new(StateStore::in_memory().expect("state"));
     policy
         .validate_config(
@@ -211,14 +211,15 @@ fn validate(policy: &CompiledPolicy, config: &str) -> Result<(), String> {
             0,
             StagedState::new(state, "t/b".into()),
         )
+        .await
         .map_err(|e| match e {
             ValidateError::Rejected(message) => message,
             other => panic!("validation itself failed: {other}"),
         })
 }
 
-#[test]
-fn configs_are_checked_identically() {
+#[tokio::test]
+async fn configs_are_checked_identically() {
     let base = json!({
         "target": { "namespace": "web", "name": "api" },
         "source": { "events": { "service": "web/api/requests" } },
@@ -321,20 +322,20 @@ fn configs_are_checked_identically() {
     for (language, policy) in implementations() {
         for config in &accepted {
             assert_eq!(
-                validate(&policy, config),
+                validate(&policy, config).await,
                 Ok(()),
                 "{language} refused {config}"
             );
         }
         for (config, message) in &refused {
             assert_eq!(
-                validate(&policy, config),
+                validate(&policy, config).await,
                 Err((*message).to_owned()),
                 "{language} on {config}"
             );
         }
         for config in &malformed {
-            match validate(&policy, config) {
+            match validate(&policy, config).await {
                 Err(message) if message.starts_with("invalid config: ") => {}
                 other => panic!("{language} on {config}: {other:?}"),
             }
@@ -344,8 +345,8 @@ fn configs_are_checked_identically() {
 
 /// A Python policy sees WASI with an empty context: no file, no directory, no socket, no
 /// environment; what it prints lands in the host log, tagged with its stream.
-#[test]
-fn python_policy_gets_errors_not_access_and_its_prints_reach_the_log() {
+#[tokio::test]
+async fn python_policy_gets_errors_not_access_and_its_prints_reach_the_log() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listens");
     listener.set_nonblocking(true).expect("non-blocking");
     let port = listener.local_addr().expect("address").port();
@@ -354,25 +355,27 @@ fn python_policy_gets_errors_not_access_and_its_prints_reach_the_log() {
     let policy = compiled(path);
     let sim = sim();
     let state = Arc::new(StateStore::in_memory().expect("state"));
-    let invocation = policy.tick(
-        &json!({ "port": port }).to_string(),
-        Limits {
-            deadline: std::time::Duration::from_secs(5),
-            ..Limits::default()
-        },
-        "t".into(),
-        "escape".into(),
-        0,
-        scalehost::runtime::Access {
-            cluster: sim.clone(),
-            scope: Arc::new(scalehost::tick::Scope {
-                tenant: tenant(),
-                targets: vec![],
-                pools: vec![],
-            }),
-        },
-        StagedState::new(state, "t/escape".into()),
-    );
+    let invocation = policy
+        .tick(
+            &json!({ "port": port }).to_string(),
+            Limits {
+                deadline: std::time::Duration::from_secs(5),
+                ..Limits::default()
+            },
+            "t".into(),
+            "escape".into(),
+            0,
+            scalehost::runtime::Access {
+                cluster: sim.clone(),
+                scope: Arc::new(scalehost::tick::Scope {
+                    tenant: tenant(),
+                    targets: vec![],
+                    pools: vec![],
+                }),
+            },
+            StagedState::new(state, "t/escape".into()),
+        )
+        .await;
     assert_eq!(invocation.result, Ok(()), "{:?}", invocation.logs);
     let lines = |stream: GuestStream| -> Vec<&str> {
         invocation
@@ -407,4 +410,66 @@ fn python_policy_gets_errors_not_access_and_its_prints_reach_the_log() {
         listener.accept().is_err(),
         "the policy reached a socket on the host"
     );
+}
+
+/// A Python policy's `time.sleep` (a WASI poll) ends at the invocation's deadline, in
+/// `validate-config` as at tick.
+#[tokio::test]
+async fn a_python_sleep_ends_at_the_deadline() {
+    let path = built("python-escape");
+    let path: &'static str = Box::leak(path.to_string_lossy().into_owned().into_boxed_str());
+    let policy = compiled(path);
+    let sim = sim();
+    let state = Arc::new(StateStore::in_memory().expect("state"));
+    let limits = Limits {
+        deadline: std::time::Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let started = std::time::Instant::now();
+    let invocation = policy
+        .tick(
+            &json!({ "sleep": 60 }).to_string(),
+            limits,
+            "t".into(),
+            "sleepy".into(),
+            0,
+            scalehost::runtime::Access {
+                cluster: sim.clone(),
+                scope: Arc::new(scalehost::tick::Scope {
+                    tenant: tenant(),
+                    targets: vec![],
+                    pools: vec![],
+                }),
+            },
+            StagedState::new(state.clone(), "t/sleepy".into()),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(
+        invocation.result,
+        Err(scalehost::runtime::InvocationError::Deadline("1s".into()))
+    );
+    assert!(took < std::time::Duration::from_secs(3), "the tick took {took:?}");
+    let started = std::time::Instant::now();
+    let checked = policy
+        .validate_config(
+            &json!({ "sleep_in_validate": 60 }).to_string(),
+            limits,
+            "t".into(),
+            "sleepy".into(),
+            0,
+            StagedState::new(state, "t/sleepy".into()),
+        )
+        .await;
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            &checked,
+            Err(scalehost::runtime::ValidateError::Failed(
+                scalehost::runtime::InvocationError::Deadline(d)
+            )) if d == "1s"
+        ),
+        "{checked:?}"
+    );
+    assert!(took < std::time::Duration::from_secs(3), "the check took {took:?}");
 }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use common::{api, compiled, tenant};
 use scalehost::backends::prometheus::{Prometheus, PrometheusConfig};
 use scalehost::backends::simulated::{SimSpec, SimulatedCluster};
-use scalehost::backends::{Clock, Cluster, SystemClock};
+use scalehost::backends::{
+    Actuator, Clock, MetricSource, SystemClock, VmInventory, WorkloadReader,
+};
 use scalehost::model::{
     BackendError, Capacity, PowerState, Series, TimestampMs, Vm, WorkloadRef, WorkloadStatus,
 };
@@ -133,6 +135,7 @@ async fn start_prometheus(target: SocketAddr) -> Server {
 /// Made on the test's runtime (call from the async test, not from a blocking closure).
 fn client(url: &str, timeout: Duration) -> Prometheus {
     Prometheus::new(&PrometheusConfig {
+        max_answer_bytes: 16 << 20,
         url: url.to_owned(),
         bearer_token_file: None,
         ca_file: None,
@@ -147,36 +150,55 @@ struct PrometheusAndSim {
     sim: Arc<SimulatedCluster>,
 }
 
-impl Cluster for PrometheusAndSim {
-    fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
-        self.prometheus.query(promql, at)
+#[async_trait::async_trait]
+impl MetricSource for PrometheusAndSim {
+    async fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
+        self.prometheus.query(promql, at).await
     }
-    fn query_range(
+
+    async fn query_range(
         &self,
         promql: &str,
         start: TimestampMs,
         end: TimestampMs,
         step_ms: u64,
     ) -> Result<Vec<Series>, BackendError> {
-        self.prometheus.query_range(promql, start, end, step_ms)
+        self.prometheus
+            .query_range(promql, start, end, step_ms)
+            .await
     }
-    fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
-        self.sim.workload(target)
+
+    async fn events(&self, s: &str, w: u64, now: TimestampMs) -> Result<Vec<Series>, BackendError> {
+        self.sim.events(s, w, now).await
     }
-    fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
-        self.sim.capacity(exclude)
+}
+
+#[async_trait::async_trait]
+impl WorkloadReader for PrometheusAndSim {
+    async fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
+        self.sim.workload(target).await
     }
-    fn events(&self, s: &str, w: u64, now: TimestampMs) -> Result<Vec<Series>, BackendError> {
-        self.sim.events(s, w, now)
+
+    async fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
+        self.sim.capacity(exclude).await
     }
-    fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
-        self.sim.vms(pool)
+}
+
+#[async_trait::async_trait]
+impl VmInventory for PrometheusAndSim {
+    async fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
+        self.sim.vms(pool).await
     }
-    fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
-        self.sim.scale(target, replicas)
+}
+
+#[async_trait::async_trait]
+impl Actuator for PrometheusAndSim {
+    async fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
+        self.sim.scale(target, replicas).await
     }
-    fn set_power(&self, pool: &str, vm: &str, state: PowerState) -> Result<(), BackendError> {
-        self.sim.set_power(pool, vm, state)
+
+    async fn set_power(&self, pool: &str, vm: &str, state: PowerState) -> Result<(), BackendError> {
+        self.sim.set_power(pool, vm, state).await
     }
 }
 
@@ -189,11 +211,12 @@ async fn the_real_prometheus_answers_queries_errors_and_a_policy() {
     // A few scrapes, so a range has several points.
     tokio::time::sleep(Duration::from_millis(3000)).await;
 
-    let checks = tokio::task::spawn_blocking(move || {
+    let checks = tokio::spawn(async move {
         let now = SystemClock.now_ms();
         // A vector: one series per label set, labels sorted.
         let vector = prometheus
             .query("app_requests_per_second", now)
+            .await
             .expect("vector");
         assert_eq!(vector.len(), 2);
         let web = vector
@@ -208,10 +231,12 @@ async fn the_real_prometheus_answers_queries_errors_and_a_policy() {
         // An aggregation and a scalar.
         let sum = prometheus
             .query("sum(app_requests_per_second)", now)
+            .await
             .expect("sum");
         assert_eq!((sum[0].labels.len(), sum[0].samples[0].value), (0, 427.0));
         let scalar = prometheus
             .query("scalar(sum(app_requests_per_second)) * 2", now)
+            .await
             .expect("scalar");
         assert_eq!(scalar[0].samples[0].value, 854.0);
         // A matrix.
@@ -222,22 +247,24 @@ async fn the_real_prometheus_answers_queries_errors_and_a_policy() {
                 now,
                 1000,
             )
+            .await
             .expect("matrix");
         assert_eq!(range.len(), 1);
         assert!(range[0].samples.len() >= 2, "{:?}", range[0].samples);
         // Prometheus's own message for bad PromQL, as `invalid`.
-        match prometheus.query("sum(app_requests_per_second", now) {
+        match prometheus.query("sum(app_requests_per_second", now).await {
             Err(BackendError::Invalid(message)) => {
                 assert!(message.contains("parse error"), "{message}")
             }
             other => panic!("expected invalid, got {other:?}"),
         }
         assert!(matches!(
-            prometheus.query_range("up", now, now - 1, 1000),
+            prometheus.query_range("up", now, now - 1, 1000).await,
             Err(BackendError::Invalid(_))
         ));
-    });
-    checks.await.expect("checks pass");
+    })
+    .await;
+    checks.expect("checks pass");
 
     // Unreachable, and a server that never answers: `unavailable`, within the timeout.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
@@ -247,9 +274,9 @@ async fn the_real_prometheus_answers_queries_errors_and_a_policy() {
         client(&silent_url, Duration::from_millis(300)),
         client(&dead_url, Duration::from_secs(1)),
     );
-    tokio::task::spawn_blocking(move || {
+    tokio::spawn(async move {
         let started = Instant::now();
-        match silent_client.query("up", 0) {
+        match silent_client.query("up", 0).await {
             Err(BackendError::Unavailable(message)) => {
                 assert!(message.contains("did not answer within"), "{message}")
             }
@@ -257,7 +284,7 @@ async fn the_real_prometheus_answers_queries_errors_and_a_policy() {
         }
         assert!(started.elapsed() < Duration::from_secs(3));
         assert!(matches!(
-            dead_client.query("up", 0),
+            dead_client.query("up", 0).await,
             Err(BackendError::Unavailable(_))
         ));
         drop(silent);
@@ -287,7 +314,7 @@ async fn the_real_prometheus_answers_queries_errors_and_a_policy() {
         sim.clone(),
         Arc::new(StateStore::in_memory().expect("state")),
         Arc::new(AuditLog::in_memory(100)),
-        256 << 20,
+        &scalehost::runtime::EngineConfig::default(),
     );
     engine.add_tenant(tenant());
     let spec = BindingSpec {
@@ -318,11 +345,12 @@ async fn the_real_prometheus_answers_queries_errors_and_a_policy() {
         limits: Default::default(),
         fallback: Default::default(),
     };
-    let record = tokio::task::spawn_blocking(move || {
+    let record = tokio::spawn(async move {
         let binding = engine
             .bind(spec, compiled(scalehost_test_artifacts::THRESHOLD_COOLDOWN))
+            .await
             .expect("binds");
-        engine.tick(&binding)
+        engine.tick(&binding).await
     })
     .await
     .expect("ticks");
@@ -367,9 +395,9 @@ targets = [{{ namespace = "web", name = "api", min_replicas = 1, max_replicas = 
     .expect("config");
     let host = scalehost::Host::from_config(config).await.expect("host");
     let engine = host.engine().clone();
-    let record = tokio::task::spawn_blocking(move || {
+    let record = tokio::spawn(async move {
         let binding = engine.binding("shop", "api").expect("bound");
-        engine.tick(&binding)
+        engine.tick(&binding).await
     })
     .await
     .expect("ticks");
@@ -399,6 +427,7 @@ targets = [{{ namespace = "web", name = "api", min_replicas = 1, max_replicas = 
     std::fs::write(token.path(), "prometheus-token\n").expect("writes");
     let over_tls = |ca_file: Option<std::path::PathBuf>| {
         Prometheus::new(&PrometheusConfig {
+            max_answer_bytes: 16 << 20,
             url: tls.url.clone(),
             bearer_token_file: Some(token.path().to_owned()),
             ca_file,
@@ -407,11 +436,11 @@ targets = [{{ namespace = "web", name = "api", min_replicas = 1, max_replicas = 
     };
     let trusted = over_tls(Some(tls.ca_file.clone())).expect("client");
     let untrusted = over_tls(None).expect("client");
-    let (ok, refused) = tokio::task::spawn_blocking(move || {
+    let (ok, refused) = tokio::spawn(async move {
         let now = SystemClock.now_ms();
         (
-            trusted.query("app_requests_per_second", now),
-            untrusted.query("app_requests_per_second", now),
+            trusted.query("app_requests_per_second", now).await,
+            untrusted.query("app_requests_per_second", now).await,
         )
     })
     .await

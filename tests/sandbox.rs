@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use scalehost::backends::Cluster;
+use scalehost::backends::WorkloadReader as _;
 use scalehost::runtime::{GuestStream, InvocationError, Limits};
 use scalehost::tick::Outcome;
 use serde_json::json;
@@ -17,8 +17,8 @@ fn failure(outcome: &Outcome) -> &InvocationError {
     }
 }
 
-#[test]
-fn each_misbehaving_fixture_fails_only_its_own_tick() {
+#[tokio::test]
+async fn each_misbehaving_fixture_fails_only_its_own_tick() {
     let sim = sim();
     let engine = tick_engine(&sim);
     let healthy = engine
@@ -26,6 +26,7 @@ fn each_misbehaving_fixture_fails_only_its_own_tick() {
             fixture_binding("healthy", "counter", json!({}), vec![]),
             fixture(),
         )
+        .await
         .expect("binds");
     let cases: [(&str, fn(&InvocationError) -> bool); 6] = [
         ("trap", |e| matches!(e, InvocationError::Trap(_))),
@@ -55,20 +56,21 @@ fn each_misbehaving_fixture_fails_only_its_own_tick() {
     for (mode, expected) in cases {
         let bad = engine
             .bind(fixture_binding(mode, mode, json!({}), vec![]), fixture())
+            .await
             .expect("binds");
-        let record = engine.tick(&bad);
+        let record = engine.tick(&bad).await;
         let error = failure(&record.outcome);
         assert!(expected(error), "{mode}: unexpected failure {error:?}");
         // The host is unharmed: the next tick of another binding runs normally.
-        let after = engine.tick(&healthy);
+        let after = engine.tick(&healthy).await;
         assert_eq!(after.outcome, Outcome::Ok, "healthy binding after {mode}");
     }
     assert_eq!(healthy.health().ticks, 6);
     assert_eq!(healthy.health().failed_ticks, 0);
 }
 
-#[test]
-fn a_tick_that_recorded_intents_and_then_trapped_applies_none() {
+#[tokio::test]
+async fn a_tick_that_recorded_intents_and_then_trapped_applies_none() {
     let sim = sim();
     let engine = tick_engine(&sim);
     for mode in ["scale-then-trap", "scale-then-error"] {
@@ -78,8 +80,8 @@ fn a_tick_that_recorded_intents_and_then_trapped_applies_none() {
             json!({ "target": workload_json(&api()), "replicas": 9 }),
             vec![target(&api(), 1, 20)],
         );
-        let binding = engine.bind(spec, fixture()).expect("binds");
-        let record = engine.tick(&binding);
+        let binding = engine.bind(spec, fixture()).await.expect("binds");
+        let record = engine.tick(&binding).await;
         assert!(matches!(record.outcome, Outcome::Failed { .. }), "{mode}");
         assert_eq!(
             record.intents.len(),
@@ -87,7 +89,11 @@ fn a_tick_that_recorded_intents_and_then_trapped_applies_none() {
             "{mode}: the intent is recorded in the audit"
         );
         assert!(record.actions.is_empty(), "{mode}: but nothing is applied");
-        assert_eq!(sim.workload(&api()).expect("status").replicas, 4, "{mode}");
+        assert_eq!(
+            sim.workload(&api()).await.expect("status").replicas,
+            4,
+            "{mode}"
+        );
         engine.unbind("t", mode);
     }
     // The same intent from a tick that succeeds is applied.
@@ -97,13 +103,13 @@ fn a_tick_that_recorded_intents_and_then_trapped_applies_none() {
         json!({ "target": workload_json(&api()), "replicas": 9 }),
         vec![target(&api(), 1, 20)],
     );
-    let binding = engine.bind(spec, fixture()).expect("binds");
-    assert_eq!(engine.tick(&binding).outcome, Outcome::Ok);
-    assert_eq!(sim.workload(&api()).expect("status").replicas, 9);
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    assert_eq!(engine.tick(&binding).await.outcome, Outcome::Ok);
+    assert_eq!(sim.workload(&api()).await.expect("status").replicas, 9);
 }
 
-#[test]
-fn deadline_and_memory_are_configurable_per_binding() {
+#[tokio::test]
+async fn deadline_and_memory_are_configurable_per_binding() {
     let sim = sim();
     let engine = tick_engine(&sim);
     let mut spec = fixture_binding("loop", "endless-loop", json!({}), vec![]);
@@ -111,9 +117,9 @@ fn deadline_and_memory_are_configurable_per_binding() {
         deadline: Duration::from_millis(50),
         ..Limits::default()
     };
-    let binding = engine.bind(spec, fixture()).expect("binds");
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
     let started = std::time::Instant::now();
-    let record = engine.tick(&binding);
+    let record = engine.tick(&binding).await;
     assert_eq!(
         failure(&record.outcome),
         &InvocationError::Deadline("50ms".into())
@@ -129,16 +135,16 @@ fn deadline_and_memory_are_configurable_per_binding() {
         memory_bytes: 8 << 20,
         ..Limits::default()
     };
-    let binding = engine.bind(spec, fixture()).expect("binds");
-    let error = failure(&engine.tick(&binding).outcome).clone();
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    let error = failure(&engine.tick(&binding).await.outcome).clone();
     assert_eq!(
         error,
         InvocationError::MemoryLimit(format!("memory limit of {} bytes exceeded", 8 << 20))
     );
 }
 
-#[test]
-fn wasi_is_linked_empty_and_output_lands_in_the_host_log() {
+#[tokio::test]
+async fn wasi_is_linked_empty_and_output_lands_in_the_host_log() {
     let sim = sim();
     let engine = tick_engine(&sim);
     let binding = engine
@@ -146,8 +152,9 @@ fn wasi_is_linked_empty_and_output_lands_in_the_host_log() {
             fixture_binding("escape", "escape", json!({}), vec![]),
             fixture(),
         )
+        .await
         .expect("binds");
-    let record = engine.tick(&binding);
+    let record = engine.tick(&binding).await;
     assert_eq!(
         record.outcome,
         Outcome::Ok,
@@ -164,15 +171,17 @@ fn wasi_is_linked_empty_and_output_lands_in_the_host_log() {
             pools: vec![],
         }),
     };
-    let invocation = runtime_policy.tick(
-        &json!({ "mode": "print" }).to_string(),
-        Limits::default(),
-        "t".into(),
-        "print".into(),
-        0,
-        access,
-        scalehost::runtime::StagedState::new(state, "t/print".into()),
-    );
+    let invocation = runtime_policy
+        .tick(
+            &json!({ "mode": "print" }).to_string(),
+            Limits::default(),
+            "t".into(),
+            "print".into(),
+            0,
+            access,
+            scalehost::runtime::StagedState::new(state, "t/print".into()),
+        )
+        .await;
     assert_eq!(invocation.result, Ok(()));
     let lines: Vec<_> = invocation
         .logs
@@ -189,8 +198,8 @@ fn wasi_is_linked_empty_and_output_lands_in_the_host_log() {
     );
 }
 
-#[test]
-fn bytes_passed_are_capped() {
+#[tokio::test]
+async fn bytes_passed_are_capped() {
     let sim = sim();
     let engine = tick_engine(&sim);
     let mut spec = fixture_binding("big", "big-state", json!({ "bytes": 2 << 20 }), vec![]);
@@ -198,8 +207,8 @@ fn bytes_passed_are_capped() {
         max_bytes: 1 << 20,
         ..Limits::default()
     };
-    let binding = engine.bind(spec, fixture()).expect("binds");
-    let record = engine.tick(&binding);
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    let record = engine.tick(&binding).await;
     assert!(
         matches!(failure(&record.outcome), InvocationError::HostLimit(m) if m.contains("bytes")),
         "{:?}",
@@ -210,4 +219,136 @@ fn bytes_passed_are_capped() {
         None,
         "a failed tick writes no state"
     );
+}
+
+/// Fails `binding`'s tick and returns its error.
+async fn failed_tick(
+    engine: &scalehost::tick::TickEngine,
+    binding: &scalehost::tick::Binding,
+) -> InvocationError {
+    failure(&engine.tick(binding).await.outcome).clone()
+}
+
+#[tokio::test]
+async fn a_tick_that_sleeps_fails_at_its_deadline() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let mut spec = fixture_binding("sleepy", "sleep", json!({}), vec![]);
+    spec.limits.deadline = Duration::from_millis(300);
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    let started = std::time::Instant::now();
+    let error = failed_tick(&engine, &binding).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(&error, InvocationError::Deadline(d) if d == "300ms"),
+        "{error:?}"
+    );
+    // The WASI sleep is an await that the deadline drops: the tick ends at its deadline, not
+    // after the guest's 60 s.
+    assert!(
+        took < Duration::from_secs(2),
+        "the sleeping tick took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_config_check_that_sleeps_fails_at_its_deadline() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let mut spec = fixture_binding("sleepy", "sleep-in-validate", json!({}), vec![]);
+    spec.limits.deadline = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let refused = engine.bind(spec, fixture()).await;
+    let took = started.elapsed();
+    let message = refused.expect_err("a config check past its deadline refuses the binding");
+    assert!(
+        scalehost::display_chain(&message).contains("deadline of 300ms exceeded"),
+        "{}",
+        scalehost::display_chain(&message)
+    );
+    assert!(took < Duration::from_secs(2), "the check took {took:?}");
+}
+
+#[tokio::test]
+async fn floods_fail_their_own_tick_with_a_limit() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let healthy = engine
+        .bind(
+            fixture_binding("healthy", "counter", json!({}), vec![]),
+            fixture(),
+        )
+        .await
+        .expect("binds");
+    let limit = |needle: &'static str| move |e: &InvocationError| matches!(e, InvocationError::HostLimit(m) if m.contains(needle));
+    let cases: Vec<(
+        &str,
+        serde_json::Value,
+        Box<dyn Fn(&InvocationError) -> bool>,
+    )> = vec![
+        // 20 MiB of error message against the 16 MiB byte limit.
+        (
+            "error-flood",
+            json!({ "bytes": 20u64 << 20 }),
+            Box::new(limit("error message")),
+        ),
+        ("log-flood", json!({}), Box::new(limit("bytes passed"))),
+        ("stdout-flood", json!({}), Box::new(limit("output limit"))),
+        // 60 MiB of query string (the guest is given the memory to build it).
+        (
+            "huge-query",
+            json!({ "bytes": 60u64 << 20 }),
+            Box::new(limit("bytes passed")),
+        ),
+        (
+            "state-keys",
+            json!({ "bytes": 2_000_000 }),
+            Box::new(limit("host-call limit")),
+        ),
+        (
+            "power-flood",
+            json!({ "bytes": 10_000 }),
+            Box::new(limit("distinct VMs")),
+        ),
+    ];
+    for (mode, extra, expected) in cases {
+        let mut spec = fixture_binding(mode, mode, extra, vec![]);
+        spec.limits.memory_bytes = 192 << 20;
+        spec.limits.deadline = Duration::from_secs(5);
+        let binding = engine.bind(spec, fixture()).await.expect("binds");
+        let record = engine.tick(&binding).await;
+        let error = failure(&record.outcome);
+        assert!(expected(error), "{mode}: unexpected failure {error:?}");
+        assert!(record.intents.is_empty(), "{mode}: nothing is recorded");
+        // Records stay small whatever the guest sent.
+        let size = serde_json::to_string(&record).expect("serializes").len();
+        assert!(size < 16 << 10, "{mode}: an audit record of {size} bytes");
+        assert_eq!(
+            engine.tick(&healthy).await.outcome,
+            Outcome::Ok,
+            "healthy binding after {mode}"
+        );
+        engine.unbind("t", mode);
+    }
+}
+
+#[tokio::test]
+async fn limits_above_the_operators_ceilings_are_refused() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let ceilings = scalehost::runtime::EngineConfig::default();
+    let mut calls = fixture_binding("calls", "ok", json!({}), vec![]);
+    calls.limits.max_host_calls = ceilings.max_host_calls + 1;
+    let mut bytes = fixture_binding("bytes", "ok", json!({}), vec![]);
+    bytes.limits.max_bytes = ceilings.max_bytes + 1;
+    let mut deadline = fixture_binding("deadline", "ok", json!({}), vec![]);
+    deadline.limits.deadline = ceilings.max_deadline + Duration::from_millis(1);
+    for (spec, needle) in [
+        (calls, "max_host_calls"),
+        (bytes, "max_bytes"),
+        (deadline, "max_deadline"),
+    ] {
+        let refused = engine.bind(spec, fixture()).await.expect_err("refused");
+        assert!(refused.to_string().contains(needle), "{refused}");
+    }
 }

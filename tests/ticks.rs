@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use scalehost::Host;
-use scalehost::backends::Cluster;
+use scalehost::backends::{VmInventory as _, WorkloadReader as _};
 use scalehost::config::HostConfig;
 use scalehost::model::PowerState;
 use scalehost::runtime::{GuestStream, InvocationError};
@@ -15,8 +15,8 @@ use scalehost::state::StateStore;
 use scalehost::tick::{Action, BindError, FallbackAction, FallbackSpec, Outcome};
 use serde_json::json;
 
-#[test]
-fn guard_rails_clamp_out_of_bounds_intents_and_the_audit_says_so() {
+#[tokio::test]
+async fn guard_rails_clamp_out_of_bounds_intents_and_the_audit_says_so() {
     let sim = sim();
     let engine = tick_engine(&sim);
     let mut rails = target(&api(), 2, 10);
@@ -27,8 +27,8 @@ fn guard_rails_clamp_out_of_bounds_intents_and_the_audit_says_so() {
         json!({ "target": workload_json(&api()), "replicas": 50 }),
         vec![rails],
     );
-    let binding = engine.bind(spec, fixture()).expect("binds");
-    let record = engine.tick(&binding);
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    let record = engine.tick(&binding).await;
     assert_eq!(record.outcome, Outcome::Ok);
     let Action::Scale {
         current,
@@ -47,13 +47,13 @@ fn guard_rails_clamp_out_of_bounds_intents_and_the_audit_says_so() {
     );
     let said: Vec<_> = adjustments.iter().map(|a| (a.rail, a.from, a.to)).collect();
     assert_eq!(said, [("max-replicas", 50, 10), ("max-step-up", 10, 7)]);
-    assert_eq!(sim.workload(&api()).expect("status").replicas, 7);
+    assert_eq!(sim.workload(&api()).await.expect("status").replicas, 7);
     let json = serde_json::to_value(&record).expect("serializes");
     assert_eq!(json["actions"][0]["adjustments"][0]["rail"], "max-replicas");
 }
 
-#[test]
-fn a_binding_that_fails_n_times_applies_its_fallback() {
+#[tokio::test]
+async fn a_binding_that_fails_n_times_applies_its_fallback() {
     let sim = sim();
     let engine = tick_engine(&sim);
     let mut spec = fixture_binding("flaky", "error", json!({}), vec![target(&api(), 1, 10)]);
@@ -61,21 +61,21 @@ fn a_binding_that_fails_n_times_applies_its_fallback() {
         after_failures: 3,
         action: FallbackAction::Fixed(6),
     };
-    let binding = engine.bind(spec, fixture()).expect("binds");
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
     for attempt in 1..=2 {
-        let record = engine.tick(&binding);
+        let record = engine.tick(&binding).await;
         assert_eq!(record.consecutive_failures, attempt);
         assert!(record.fallback.is_none() && record.actions.is_empty());
         assert!(!binding.health().failing);
     }
-    let record = engine.tick(&binding);
+    let record = engine.tick(&binding).await;
     assert_eq!(record.fallback.as_deref(), Some("fixed 6"));
     assert!(
         matches!(&record.actions[0], Action::Scale { applied: 6, .. }),
         "{:?}",
         record.actions
     );
-    assert_eq!(sim.workload(&api()).expect("status").replicas, 6);
+    assert_eq!(sim.workload(&api()).await.expect("status").replicas, 6);
     assert!(
         binding.health().failing,
         "the binding reports itself failing"
@@ -84,8 +84,8 @@ fn a_binding_that_fails_n_times_applies_its_fallback() {
     // A successful tick (the same binding, now with a working config) clears it.
     let mut healed = fixture_binding("flaky", "ok", json!({}), vec![target(&api(), 1, 10)]);
     healed.fallback = binding.spec.fallback;
-    let healed = engine.bind(healed, fixture()).expect("rebinds");
-    assert_eq!(engine.tick(&healed).outcome, Outcome::Ok);
+    let healed = engine.bind(healed, fixture()).await.expect("rebinds");
+    assert_eq!(engine.tick(&healed).await.outcome, Outcome::Ok);
     assert!(!healed.health().failing);
     assert_eq!(
         healed.health().failed_ticks,
@@ -94,8 +94,8 @@ fn a_binding_that_fails_n_times_applies_its_fallback() {
     );
 }
 
-#[test]
-fn hold_fallback_leaves_targets_alone() {
+#[tokio::test]
+async fn hold_fallback_leaves_targets_alone() {
     let sim = sim();
     let engine = tick_engine(&sim);
     let mut spec = fixture_binding("holding", "trap", json!({}), vec![target(&api(), 1, 10)]);
@@ -103,20 +103,21 @@ fn hold_fallback_leaves_targets_alone() {
         after_failures: 1,
         action: FallbackAction::Hold,
     };
-    let binding = engine.bind(spec, fixture()).expect("binds");
-    let record = engine.tick(&binding);
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    let record = engine.tick(&binding).await;
     assert_eq!(record.fallback.as_deref(), Some("hold"));
     assert!(record.actions.is_empty());
     assert!(binding.health().failing);
-    assert_eq!(sim.workload(&api()).expect("status").replicas, 4);
+    assert_eq!(sim.workload(&api()).await.expect("status").replicas, 4);
 }
 
-#[test]
-fn bindings_are_checked_when_bound() {
+#[tokio::test]
+async fn bindings_are_checked_when_bound() {
     let sim = sim();
     let engine = tick_engine(&sim);
     let err = engine
         .bind(fixture_binding("r", "reject", json!({}), vec![]), fixture())
+        .await
         .unwrap_err();
     assert!(matches!(err, BindError::Config { .. }), "{err}");
     assert!(
@@ -129,6 +130,7 @@ fn bindings_are_checked_when_bound() {
             fixture_binding("u", "no-such-mode", json!({}), vec![]),
             fixture(),
         )
+        .await
         .unwrap_err();
     assert!(
         err.to_string().contains("unknown mode 'no-such-mode'"),
@@ -140,12 +142,14 @@ fn bindings_are_checked_when_bound() {
             fixture_binding("first", "ok", json!({}), vec![target(&api(), 1, 10)]),
             fixture(),
         )
+        .await
         .expect("binds");
     let err = engine
         .bind(
             fixture_binding("second", "ok", json!({}), vec![target(&api(), 1, 10)]),
             fixture(),
         )
+        .await
         .unwrap_err();
     assert!(
         matches!(err, BindError::TargetTaken { .. }),
@@ -158,19 +162,20 @@ fn bindings_are_checked_when_bound() {
             fixture_binding("x", "ok", json!({}), vec![target(&foreign, 1, 2)]),
             fixture(),
         )
+        .await
         .unwrap_err();
     assert!(matches!(err, BindError::OutOfScope { .. }), "{err}");
 
     let mut unknown = fixture_binding("y", "ok", json!({}), vec![]);
     unknown.tenant = "nobody".into();
     assert!(matches!(
-        engine.bind(unknown, fixture()),
+        engine.bind(unknown, fixture()).await,
         Err(BindError::UnknownTenant { .. })
     ));
 }
 
-#[test]
-fn scope_is_enforced_at_every_call() {
+#[tokio::test]
+async fn scope_is_enforced_at_every_call() {
     let sim = sim();
     let engine = tick_engine(&sim);
     // The miner is readable by the tenant but is not a target of this binding.
@@ -180,8 +185,8 @@ fn scope_is_enforced_at_every_call() {
         json!({ "target": workload_json(&miner()), "replicas": 3 }),
         vec![target(&api(), 1, 10)],
     );
-    let binding = engine.bind(spec, fixture()).expect("binds");
-    let record = engine.tick(&binding);
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    let record = engine.tick(&binding).await;
     let Outcome::Failed {
         error: InvocationError::Policy(message),
     } = &record.outcome
@@ -192,11 +197,11 @@ fn scope_is_enforced_at_every_call() {
         message.contains("forbidden") && message.contains("not a target of this binding"),
         "{message}"
     );
-    assert_eq!(sim.workload(&miner()).expect("status").replicas, 0);
+    assert_eq!(sim.workload(&miner()).await.expect("status").replicas, 0);
 }
 
-#[test]
-fn powering_off_a_pool_vm_cordons_drains_then_powers_off() {
+#[tokio::test]
+async fn powering_off_a_pool_vm_cordons_drains_then_powers_off() {
     let sim = sim();
     let engine = tick_engine(&sim);
     let mut spec = fixture_binding(
@@ -206,8 +211,8 @@ fn powering_off_a_pool_vm_cordons_drains_then_powers_off() {
         vec![],
     );
     spec.vm_pools = vec!["pool".into()];
-    let binding = engine.bind(spec, fixture()).expect("binds");
-    let record = engine.tick(&binding);
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    let record = engine.tick(&binding).await;
     assert_eq!(record.outcome, Outcome::Ok);
     assert!(matches!(
         &record.actions[0],
@@ -219,7 +224,10 @@ fn powering_off_a_pool_vm_cordons_drains_then_powers_off() {
     ));
     let steps: Vec<_> = sim.lifecycle().into_iter().map(|e| e.step).collect();
     assert_eq!(steps, ["cordon", "drain", "power-off"]);
-    assert_eq!(sim.vms("pool").expect("vms")[0].power, PowerState::Off);
+    assert_eq!(
+        sim.vms("pool").await.expect("vms")[0].power,
+        PowerState::Off
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,9 +260,9 @@ config = {{ mode = "counter" }}
             let host = Host::from_config(config).await.expect("host starts");
             let engine = host.engine().clone();
             let binding = engine.binding("t", "counter").expect("bound");
-            tokio::task::spawn_blocking(move || {
+            tokio::spawn(async move {
                 for _ in 0..ticks {
-                    let record = engine.tick(&binding);
+                    let record = engine.tick(&binding).await;
                     assert_eq!(record.outcome, Outcome::Ok);
                     assert_eq!(record.state_writes, 1);
                 }
@@ -274,29 +282,29 @@ config = {{ mode = "counter" }}
     );
 }
 
-#[test]
-fn cooldown_and_stabilization_hold_through_the_engine_and_the_audit_says_so() {
+#[tokio::test]
+async fn cooldown_and_stabilization_hold_through_the_engine_and_the_audit_says_so() {
     let sim = sim();
     let engine = tick_engine(&sim);
     let mut rails = target(&api(), 1, 20);
     rails.cooldown_up = Duration::from_secs(60);
     rails.stabilization_down = Duration::from_secs(300);
-    let scale_to = |replicas: u32| {
+    let scale_to = async |replicas: u32| {
         let spec = fixture_binding(
             "rails",
             "scale",
             json!({ "target": workload_json(&api()), "replicas": replicas }),
             vec![rails.clone()],
         );
-        engine.bind(spec, fixture()).expect("binds")
+        engine.bind(spec, fixture()).await.expect("binds")
     };
-    let record = engine.tick(&scale_to(8));
+    let record = engine.tick(&*scale_to(8).await).await;
     assert!(matches!(
         &record.actions[0],
         Action::Scale { applied: 8, .. }
     ));
     sim.advance_to(sim.now() + 10_000);
-    let record = engine.tick(&scale_to(12));
+    let record = engine.tick(&*scale_to(12).await).await;
     let Action::Scale {
         applied,
         adjustments,
@@ -313,11 +321,12 @@ fn cooldown_and_stabilization_hold_through_the_engine_and_the_audit_says_so() {
             fixture_binding("rails", "ok", json!({}), vec![rails.clone()]),
             fixture(),
         )
+        .await
         .expect("binds");
     sim.advance_to(sim.now() + 240_000);
-    engine.tick(&silent);
+    engine.tick(&silent).await;
     sim.advance_to(sim.now() + 10_000);
-    let record = engine.tick(&scale_to(3));
+    let record = engine.tick(&*scale_to(3).await).await;
     let Action::Scale {
         applied,
         adjustments,
@@ -331,7 +340,7 @@ fn cooldown_and_stabilization_hold_through_the_engine_and_the_audit_says_so() {
     // At 320 s they have left the 300 s window; the silent tick at 250 s recommended nothing
     // (a policy that leaves a target alone has no opinion), so the scale-down goes through.
     sim.advance_to(sim.now() + 60_000);
-    let record = engine.tick(&scale_to(3));
+    let record = engine.tick(&*scale_to(3).await).await;
     assert!(
         matches!(&record.actions[0], Action::Scale { applied: 3, .. }),
         "{:?}",
@@ -415,8 +424,8 @@ namespaces = ["web"]
     }
 }
 
-#[test]
-fn guest_logs_are_captured() {
+#[tokio::test]
+async fn guest_logs_are_captured() {
     let sim = sim();
     let engine = tick_engine(&sim);
     let binding = engine
@@ -424,24 +433,27 @@ fn guest_logs_are_captured() {
             fixture_binding("counter", "counter", json!({}), vec![]),
             fixture(),
         )
+        .await
         .expect("binds");
-    engine.tick(&binding);
-    let invocation_logs = fixture().tick(
-        &json!({ "mode": "counter" }).to_string(),
-        Default::default(),
-        "t".into(),
-        "counter".into(),
-        0,
-        scalehost::runtime::Access {
-            cluster: sim.clone(),
-            scope: Arc::new(scalehost::tick::Scope {
-                tenant: tenant(),
-                targets: vec![],
-                pools: vec![],
-            }),
-        },
-        scalehost::runtime::StagedState::new(engine.state().clone(), "t/counter".into()),
-    );
+    engine.tick(&binding).await;
+    let invocation_logs = fixture()
+        .tick(
+            &json!({ "mode": "counter" }).to_string(),
+            Default::default(),
+            "t".into(),
+            "counter".into(),
+            0,
+            scalehost::runtime::Access {
+                cluster: sim.clone(),
+                scope: Arc::new(scalehost::tick::Scope {
+                    tenant: tenant(),
+                    targets: vec![],
+                    pools: vec![],
+                }),
+            },
+            scalehost::runtime::StagedState::new(engine.state().clone(), "t/counter".into()),
+        )
+        .await;
     assert!(
         invocation_logs
             .logs

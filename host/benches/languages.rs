@@ -101,9 +101,13 @@ fn tick_cost(policy: &CompiledPolicy, sim: &Arc<SimulatedCluster>) -> (Duration,
     let now = sim.now_ms();
     let mut samples = Vec::with_capacity(TICKS);
     let mut host_calls = 0;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
     for _ in 0..TICKS {
         let started = Instant::now();
-        let invocation = policy.tick(
+        let invocation = rt.block_on(policy.tick(
             &config,
             Limits {
                 deadline: Duration::from_secs(5),
@@ -117,7 +121,7 @@ fn tick_cost(policy: &CompiledPolicy, sim: &Arc<SimulatedCluster>) -> (Duration,
                 scope: scope.clone(),
             },
             StagedState::new(state.clone(), "t/b".into()),
-        );
+        ));
         samples.push(started.elapsed());
         assert_eq!(invocation.result, Ok(()), "{:?}", invocation.logs);
         host_calls = invocation.host_calls;

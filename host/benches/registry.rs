@@ -87,9 +87,16 @@ fn bench(c: &mut Criterion) {
         .expect("uploads")
         .record
         .digest;
-    control
-        .put_binding(&admin, "bench", "fill", request(&first))
-        .expect("binds");
+    // A change runs the policy's validate-config outside the change lock, as the API does.
+    let put = |digest: &str| {
+        let digest = digest.to_owned();
+        runtime
+            .block_on(control.with_validation(move |control| {
+                control.put_binding(&Principal::Admin, "bench", "fill", request(&digest))
+            }))
+            .map(|_| ())
+    };
+    put(&first).expect("binds");
     let engine = control.engine().clone();
 
     let mut group = c.benchmark_group("registry");
@@ -109,11 +116,9 @@ fn bench(c: &mut Criterion) {
                     .expect("uploads")
                     .record
                     .digest;
-                control
-                    .put_binding(&admin, "bench", "fill", request(&digest))
-                    .expect("swaps");
+                put(&digest).expect("swaps");
                 let binding = engine.binding("bench", "fill").expect("bound");
-                let record = engine.tick(&binding);
+                let record = runtime.block_on(engine.tick(&binding));
                 assert_eq!(
                     (record.plugin.as_str(), &record.outcome),
                     (digest.as_str(), &Outcome::Ok)

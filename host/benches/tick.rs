@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use scalehost::backends::Cluster;
 use scalehost::backends::simulated::{
     LoadSpec, NodeSpec, SimSpec, SimWorkloadSpec, SimulatedCluster,
 };
+use scalehost::backends::Actuator as _;
 use scalehost::model::{WorkloadKind, WorkloadRef};
 use scalehost::runtime::{Access, EngineConfig, Limits, PolicyEngine, StagedState};
 use scalehost::state::StateStore;
@@ -61,6 +61,11 @@ fn cluster() -> Arc<SimulatedCluster> {
 }
 
 fn tick(c: &mut Criterion) {
+    // Ticks are async: each runs to completion on this current-thread runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
     let runtime = PolicyEngine::new(&EngineConfig::default()).expect("engine");
     let policy = Arc::new(
         scalehost::load_plugin(
@@ -84,7 +89,7 @@ fn tick(c: &mut Criterion) {
         sim.clone(),
         Arc::new(StateStore::in_memory().expect("state")),
         Arc::new(AuditLog::in_memory(0)),
-        256 << 20,
+        &scalehost::runtime::EngineConfig::default(),
     );
     engine.add_tenant(tenant.clone());
     // Three host calls: metrics.workload, metrics.capacity, actuation.scale.
@@ -93,8 +98,8 @@ fn tick(c: &mut Criterion) {
         "reserve": { "percent": 10.0 },
         "max_replicas": 60,
     });
-    let binding = engine
-        .bind(
+    let binding = rt
+        .block_on(engine.bind(
             BindingSpec {
                 tenant: "t".into(),
                 name: "bench".into(),
@@ -118,18 +123,18 @@ fn tick(c: &mut Criterion) {
                 fallback: FallbackSpec::default(),
             },
             policy.clone(),
-        )
+        ))
         .expect("binds");
     // The paid workload alternates between 4 and 6 replicas of 4 CPUs, so the spare CPU, and
     // with it the filler's size, changes at every tick.
     let paid_replicas = std::cell::Cell::new(4u32);
     let move_paid_load = || {
         paid_replicas.set(10 - paid_replicas.get());
-        sim.scale(&paid, paid_replicas.get())
+        rt.block_on(sim.scale(&paid, paid_replicas.get()))
             .expect("scales the paid workload");
     };
     move_paid_load();
-    let record = engine.tick(&binding);
+    let record = rt.block_on(engine.tick(&binding));
     assert_eq!(record.outcome, Outcome::Ok);
     assert_eq!(record.host_calls, 3);
     assert!(
@@ -141,7 +146,7 @@ fn tick(c: &mut Criterion) {
     group.bench_function("full: fresh instance, 3 host calls, intent applied", |b| {
         b.iter_batched(
             move_paid_load,
-            |()| black_box(engine.tick(&binding)),
+            |()| black_box(rt.block_on(engine.tick(&binding))),
             BatchSize::SmallInput,
         )
     });
@@ -157,15 +162,15 @@ fn tick(c: &mut Criterion) {
         Arc::new(StateStore::in_memory().expect("state")),
         "t/warm".into(),
     );
-    let mut warm = policy
-        .instantiate_warm(Limits::default(), access, state)
+    let mut warm = rt
+        .block_on(policy.instantiate_warm(Limits::default(), access, state))
         .expect("instantiates");
     let config = config.to_string();
-    warm.call_tick(&config).expect("ticks");
+    rt.block_on(warm.call_tick(&config)).expect("ticks");
     group.bench_function("call alone: warm instance, 3 host calls", |b| {
         b.iter_batched(
             move_paid_load,
-            |()| black_box(warm.call_tick(&config)),
+            |()| black_box(rt.block_on(warm.call_tick(&config))),
             BatchSize::SmallInput,
         )
     });

@@ -5,8 +5,13 @@
 //! to the control database (`control.redb`, one durable transaction), then install in the
 //! [`TickEngine`]. A crash after the commit is repaired at the next start, which installs what
 //! the database holds; nothing is acknowledged before its commit.
+//!
+//! The policy's `validate-config` never runs under the change lock: a change that needs a
+//! config checked answers [`ControlError::NeedsValidation`], [`Control::with_validation`] runs
+//! the checks (async, each bounded by its binding's deadline) and tries the change again. A
+//! slow or hostile policy so delays only the request that bound it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -74,7 +79,60 @@ pub enum ControlError {
         #[source]
         source: redb::Error,
     },
+    /// The change needs these configs checked by their policies first (outside the change
+    /// lock); [`Control::with_validation`] does that and tries again. Never reaches a caller
+    /// of `with_validation`.
+    #[error("the change needs {} config(s) checked first", .0.len())]
+    NeedsValidation(Vec<PendingValidation>),
 }
+
+/// A config to check with its policy before a change can commit.
+pub struct PendingValidation {
+    spec: BindingSpec,
+    policy: Arc<crate::runtime::CompiledPolicy>,
+}
+
+impl std::fmt::Debug for PendingValidation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingValidation")
+            .field(
+                "binding",
+                &format_args!("{}/{}", self.spec.tenant, self.spec.name),
+            )
+            .field("plugin", &self.policy.digest())
+            .finish()
+    }
+}
+
+/// What decides a `validate-config` answer: the binding (its state namespace), the plugin, the
+/// config and the limits it ran under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ValidationKey {
+    tenant: String,
+    name: String,
+    digest: String,
+    config: String,
+    limits: Limits,
+}
+
+impl ValidationKey {
+    fn of(spec: &BindingSpec, policy: &crate::runtime::CompiledPolicy) -> Self {
+        ValidationKey {
+            tenant: spec.tenant.clone(),
+            name: spec.name.clone(),
+            digest: policy.digest().to_owned(),
+            config: spec.config.to_string(),
+            limits: spec.limits,
+        }
+    }
+}
+
+/// Configs remembered as accepted; past this many the memory starts again (a change then
+/// checks its config once more).
+const MAX_REMEMBERED_VALIDATIONS: usize = 4096;
+
+/// Tries of a change whose configs keep changing under it before it is refused.
+const VALIDATION_ATTEMPTS: usize = 3;
 
 fn db_error(operation: &'static str) -> impl Fn(redb::Error) -> ControlError {
     move |source| ControlError::Db { operation, source }
@@ -269,8 +327,11 @@ pub struct Control {
     static_tenants: Vec<String>,
     /// Bindings created at run time are announced here for the scheduler.
     added: Option<UnboundedSender<(String, String, u64)>>,
-    /// One change at a time: check, commit and install stay in order.
+    /// One change at a time: check, commit and install stay in order. Never held while a
+    /// policy runs.
     changes: Mutex<()>,
+    /// Configs their policies accepted, so a change commits without running a policy.
+    validated: Mutex<HashSet<ValidationKey>>,
 }
 
 impl Control {
@@ -300,6 +361,7 @@ impl Control {
             static_tenants,
             added: None,
             changes: Mutex::default(),
+            validated: Mutex::default(),
         };
         for record in control.tenant_records()?.into_values() {
             if control.static_tenants.contains(&record.spec.name) {
@@ -457,10 +519,10 @@ impl Control {
         self.engine.add_tenant(spec.clone());
         let checked = bindings.iter().try_for_each(|((t, n), binding)| {
             let (spec, policy, options) = self.prepare(t, n, binding)?;
-            self.engine.check_binding_quick(&spec, &policy)?;
+            let _ = policy;
+            self.engine.check_binding_quick(&spec)?;
             if let Some(shadow) = &options.shadow {
-                self.engine
-                    .check_binding_quick(&shadow.spec, &shadow.policy)?;
+                self.engine.check_binding_quick(&shadow.spec)?;
             }
             Ok::<_, ControlError>(())
         });
@@ -974,8 +1036,46 @@ impl Control {
 
     // ----- internals -----
 
-    /// Checks `record` (the policy's `validate-config` included), commits it, then installs it
-    /// in the engine without validating again: nothing slow can fail after the commit.
+    /// Runs `change` (a call of this type that may commit a binding) on the blocking pool; when
+    /// it answers [`ControlError::NeedsValidation`], checks those configs with their policies
+    /// outside the change lock, each under its binding's deadline and limits, and runs the
+    /// change again. A config the policy refuses ends it with the policy's message.
+    pub async fn with_validation<T, F>(self: &Arc<Self>, change: F) -> Result<T, ControlError>
+    where
+        T: Send + 'static,
+        F: Fn(&Control) -> Result<T, ControlError> + Clone + Send + 'static,
+    {
+        for _ in 0..VALIDATION_ATTEMPTS {
+            let control = self.clone();
+            let attempt = change.clone();
+            let answer = tokio::task::spawn_blocking(move || attempt(&control))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            match answer {
+                Err(ControlError::NeedsValidation(pending)) => {
+                    for check in pending {
+                        self.engine
+                            .check_binding(&check.spec, &check.policy)
+                            .await?;
+                        let mut validated =
+                            self.validated.lock().unwrap_or_else(|p| p.into_inner());
+                        if validated.len() >= MAX_REMEMBERED_VALIDATIONS {
+                            validated.clear();
+                        }
+                        validated.insert(ValidationKey::of(&check.spec, &check.policy));
+                    }
+                }
+                other => return other,
+            }
+        }
+        Err(ControlError::Conflict(
+            "the binding kept changing while its config was checked; try again".into(),
+        ))
+    }
+
+    /// Checks `record` (its configs must have been accepted by their policies: else it answers
+    /// [`ControlError::NeedsValidation`] and changes nothing), commits it, then installs it in
+    /// the engine: nothing slow can fail after the commit.
     fn commit_binding(
         &self,
         tenant: &str,
@@ -983,9 +1083,30 @@ impl Control {
         record: &BindingRecord,
     ) -> Result<(), ControlError> {
         let (spec, policy, options) = self.prepare(tenant, name, record)?;
-        self.engine.check_binding(&spec, &policy)?;
+        self.engine.check_binding_quick(&spec)?;
         if let Some(shadow) = &options.shadow {
-            self.engine.check_binding(&shadow.spec, &shadow.policy)?;
+            self.engine.check_binding_quick(&shadow.spec)?;
+        }
+        let mut pending = Vec::new();
+        {
+            let validated = self.validated.lock().unwrap_or_else(|p| p.into_inner());
+            if !validated.contains(&ValidationKey::of(&spec, &policy)) {
+                pending.push(PendingValidation {
+                    spec: spec.clone(),
+                    policy: policy.clone(),
+                });
+            }
+            if let Some(shadow) = &options.shadow
+                && !validated.contains(&ValidationKey::of(&shadow.spec, &shadow.policy))
+            {
+                pending.push(PendingValidation {
+                    spec: shadow.spec.clone(),
+                    policy: shadow.policy.clone(),
+                });
+            }
+        }
+        if !pending.is_empty() {
+            return Err(ControlError::NeedsValidation(pending));
         }
         self.put_binding_record(tenant, name, record)?;
         self.install_prepared(tenant, name, spec, policy, options)

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backends::Cluster;
+use crate::backends::WorkloadReader;
 use crate::backends::simulated::{LoadSpec, SimulatedCluster};
 use crate::config::{ConfigError, HostConfig};
 use crate::host::{Host, HostError};
@@ -136,15 +136,13 @@ pub async fn run(options: DemoOptions) -> Result<DemoSummary, DemoError> {
         .simulated()
         .cloned()
         .expect("the demo config uses the simulated cluster");
-    let summary = tokio::task::spawn_blocking(move || replay(&engine, &sim, &options))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let summary = replay(&engine, &sim, &options).await;
     let _ = std::fs::remove_dir_all(&data_dir);
     print_summary(&summary);
     Ok(summary)
 }
 
-fn replay(
+async fn replay(
     engine: &Arc<TickEngine>,
     sim: &Arc<SimulatedCluster>,
     options: &DemoOptions,
@@ -168,14 +166,14 @@ fn replay(
         sim.advance_to(t);
         let shown = t >= shown_from;
         if shown && t % MINUTE_MS == 0 {
-            observe_minute(sim, &workloads, &mut summary);
+            observe_minute(sim, &workloads, &mut summary).await;
         }
         for (binding, due) in bindings.iter().zip(due.iter_mut()) {
             if t < *due {
                 continue;
             }
             *due += binding.spec.interval.as_millis() as u64;
-            let record = engine.tick(binding);
+            let record = engine.tick(binding).await;
             if shown {
                 report(&record, shown_from, &mut summary);
             }
@@ -184,16 +182,20 @@ fn replay(
         if shown && options.speed > 0.0 {
             let target = Duration::from_secs_f64((t - shown_from) as f64 / 1000.0 / options.speed);
             if let Some(wait) = target.checked_sub(real_start.elapsed()) {
-                std::thread::sleep(wait);
+                tokio::time::sleep(wait).await;
             }
         }
     }
     summary
 }
 
-fn observe_minute(sim: &SimulatedCluster, workloads: &[WorkloadRef], summary: &mut DemoSummary) {
+async fn observe_minute(
+    sim: &SimulatedCluster,
+    workloads: &[WorkloadRef],
+    summary: &mut DemoSummary,
+) {
     for w in workloads {
-        let (Ok((demand, per_replica)), Ok(status)) = (sim.load(w), sim.workload(w)) else {
+        let (Ok((demand, per_replica)), Ok(status)) = (sim.load(w), sim.workload(w).await) else {
             continue;
         };
         let entry = summary.workloads.entry(w.to_string()).or_default();

@@ -90,13 +90,13 @@ async fn check_backend(config: &BackendConfig) -> Vec<Check> {
             }];
         }
     };
-    let work = real.clone();
-    let pools = config.vm_pools.clone();
+    let work = real;
+    let pools = &config.vm_pools;
     let backend = name.clone();
-    tokio::task::spawn_blocking(move || {
+    {
         let mut checks = Vec::new();
         if let Some(prometheus) = work.prometheus() {
-            checks.push(match prometheus.check() {
+            checks.push(match prometheus.check().await {
                 Ok(()) => Check {
                     name: format!("{backend}/prometheus"),
                     ok: true,
@@ -110,10 +110,10 @@ async fn check_backend(config: &BackendConfig) -> Vec<Check> {
             });
         }
         if let Some(kubernetes) = work.kubernetes() {
-            checks.extend(check_kubernetes(&backend, kubernetes));
+            checks.extend(check_kubernetes(&backend, kubernetes).await);
         }
         if let Some(vsphere) = work.vsphere() {
-            let login = vsphere.check();
+            let login = vsphere.check().await;
             let logged_in = login.is_ok();
             checks.push(Check {
                 name: format!("{backend}/vsphere"),
@@ -121,9 +121,9 @@ async fn check_backend(config: &BackendConfig) -> Vec<Check> {
                 detail: login.map_or_else(|e| e.to_string(), |()| "logged in".into()),
             });
             if logged_in {
-                for pool in &pools {
+                for pool in pools {
                     let names: Vec<String> = pool.vms.iter().map(|v| v.name.clone()).collect();
-                    let found = vsphere.vms(&names);
+                    let found = vsphere.vms(&names).await;
                     let check = match found {
                         Ok(found) => {
                             let missing: Vec<&String> = names
@@ -151,20 +151,12 @@ async fn check_backend(config: &BackendConfig) -> Vec<Check> {
             }
         }
         checks
-    })
-    .await
-    .unwrap_or_else(|e| {
-        vec![Check {
-            name: format!("{name}: checks"),
-            ok: false,
-            detail: format!("the checks panicked: {e}"),
-        }]
-    })
+    }
 }
 
-fn check_kubernetes(backend: &str, kubernetes: &Kubernetes) -> Vec<Check> {
+async fn check_kubernetes(backend: &str, kubernetes: &Kubernetes) -> Vec<Check> {
     let mut checks = Vec::new();
-    match kubernetes.version() {
+    match kubernetes.version().await {
         Ok(version) => checks.push(Check {
             name: format!("{backend}/kubernetes"),
             ok: true,
@@ -185,7 +177,7 @@ fn check_kubernetes(backend: &str, kubernetes: &Kubernetes) -> Vec<Check> {
         } else {
             format!("{verb} {resource}/{subresource}")
         };
-        let check = match kubernetes.can(verb, group, resource, subresource) {
+        let check = match kubernetes.can(verb, group, resource, subresource).await {
             Ok(true) => Check {
                 name: format!("{backend}/kubernetes: {what}"),
                 ok: true,

@@ -185,7 +185,7 @@ impl Host {
             clock,
             state,
             audit,
-            runtime.max_memory_bytes(),
+            runtime.config(),
         ));
         let mut seen = std::collections::HashSet::new();
         for backend in &config.backends {
@@ -243,11 +243,7 @@ impl Host {
                     policy
                 }
             };
-            let engine = engine.clone();
-            let spec = spec.clone();
-            tokio::task::spawn_blocking(move || engine.bind(spec, policy))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+            engine.bind(spec.clone(), policy).await?;
         }
         // Tenants, plugins and bindings managed at run time, from the data dir.
         let admin_token = admin_token(&config)?;

@@ -54,8 +54,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(options) => {
             demo::run(options).await?;
         }
-        // Policies run off the async workers: WASI's blocking writes (a guest's print) wait on
-        // the runtime, which an async worker thread must not do.
+        // A backtest replays ticks flat out on a runtime of its own, off the async workers.
         Command::Simulate(options) => {
             tokio::task::spawn_blocking(move || {
                 let engine = PolicyEngine::new(&EngineConfig::default())
@@ -66,13 +65,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await??;
         }
         Command::Validate { plugin, config } => {
-            let (plugin, validated) = tokio::task::spawn_blocking(move || {
-                let engine = PolicyEngine::new(&EngineConfig::default())
-                    .context("starting the wasm engine")?;
-                let validated = validate::validate_plugin(&engine, &plugin, config.as_deref());
-                anyhow::Ok((plugin, validated))
-            })
-            .await??;
+            let engine =
+                PolicyEngine::new(&EngineConfig::default()).context("starting the wasm engine")?;
+            let validated = validate::validate_plugin(&engine, &plugin, config.as_deref()).await;
             match validated {
                 Ok(found) => {
                     let checked = if found.config_checked {

@@ -39,7 +39,7 @@ pub enum ValidationError {
 
 /// Checks that `path` is a component of the policy world, compiles it, and runs its
 /// `validate-config` on `config` when given.
-pub fn validate_plugin(
+pub async fn validate_plugin(
     engine: &PolicyEngine,
     path: &Path,
     config: Option<&str>,
@@ -60,6 +60,7 @@ pub fn validate_plugin(
                 0,
                 staged,
             )
+            .await
             .map_err(ValidationError::Config)?;
     }
     Ok(Validated {

@@ -139,7 +139,7 @@ pub fn tick_engine_with_state(
         sim.clone(),
         state,
         Arc::new(AuditLog::in_memory(1000)),
-        256 << 20,
+        &scalehost::runtime::EngineConfig::default(),
     );
     engine.add_tenant(tenant());
     Arc::new(engine)

@@ -93,9 +93,10 @@ impl From<ControlError> for ApiError {
                 BindError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_binding"),
             },
             ControlError::Registry(registry) => return registry_error(registry, message),
-            ControlError::State(_) | ControlError::Db { .. } | ControlError::Corrupt(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            ControlError::State(_)
+            | ControlError::Db { .. }
+            | ControlError::Corrupt(_)
+            | ControlError::NeedsValidation(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {
             tracing::error!(%message, "request failed");

@@ -46,6 +46,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// Runs a control-plane change that may commit a binding: its configs are checked by their
+/// policies outside the change lock first (see [`Control::with_validation`]).
+async fn validated<T: Send + 'static>(
+    state: &Arc<ApiState>,
+    change: impl Fn(&Control) -> Result<T, ControlError> + Clone + Send + 'static,
+) -> Result<T, ApiError> {
+    state
+        .control
+        .with_validation(change)
+        .await
+        .map_err(ApiError::from)
+}
+
 pub(super) async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
@@ -265,8 +278,8 @@ pub(super) async fn put_binding(
     body: Bytes,
 ) -> ApiResult {
     let request: BindingRequest = parse(&body)?;
-    let (view, created) = blocking(&state, move |control| {
-        control.put_binding(&who, &tenant, &name, request)
+    let (view, created) = validated(&state, move |control| {
+        control.put_binding(&who, &tenant, &name, request.clone())
     })
     .await?;
     let status = if created {
@@ -314,7 +327,7 @@ pub(super) async fn rollback(
     } else {
         parse(&body)?
     };
-    let view = blocking(&state, move |control| {
+    let view = validated(&state, move |control| {
         control.rollback(&who, &tenant, &name, request.revision)
     })
     .await?;
@@ -352,8 +365,8 @@ pub(super) async fn put_shadow(
     body: Bytes,
 ) -> ApiResult {
     let request: BindingRequest = parse(&body)?;
-    let view = blocking(&state, move |control| {
-        control.put_shadow(&who, &tenant, &name, request)
+    let view = validated(&state, move |control| {
+        control.put_shadow(&who, &tenant, &name, request.clone())
     })
     .await?;
     ok(StatusCode::OK, view)
@@ -364,7 +377,7 @@ pub(super) async fn delete_shadow(
     Caller(who): Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult {
-    let view = blocking(&state, move |control| {
+    let view = validated(&state, move |control| {
         control.delete_shadow(&who, &tenant, &name)
     })
     .await?;
@@ -376,7 +389,7 @@ pub(super) async fn promote(
     Caller(who): Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult {
-    let view = blocking(&state, move |control| control.promote(&who, &tenant, &name)).await?;
+    let view = validated(&state, move |control| control.promote(&who, &tenant, &name)).await?;
     ok(StatusCode::OK, view)
 }
 

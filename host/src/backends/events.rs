@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::Cluster;
+use async_trait::async_trait;
+
+use super::{Actuator, Cluster, MetricSource, VmInventory, WorkloadReader};
 use crate::model::{
     BackendError, Capacity, PowerState, Sample, Series, TimestampMs, Vm, WorkloadRef,
     WorkloadStatus,
@@ -177,50 +179,65 @@ impl WithPushedEvents {
     }
 }
 
-impl Cluster for WithPushedEvents {
-    fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
-        self.inner.query(promql, at)
+#[async_trait]
+impl MetricSource for WithPushedEvents {
+    async fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
+        self.inner.query(promql, at).await
     }
 
-    fn query_range(
+    async fn query_range(
         &self,
         promql: &str,
         start: TimestampMs,
         end: TimestampMs,
         step_ms: u64,
     ) -> Result<Vec<Series>, BackendError> {
-        self.inner.query_range(promql, start, end, step_ms)
+        self.inner.query_range(promql, start, end, step_ms).await
     }
 
-    fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
-        self.inner.workload(target)
-    }
-
-    fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
-        self.inner.capacity(exclude)
-    }
-
-    fn events(
+    async fn events(
         &self,
         service: &str,
         window_ms: u64,
         now: TimestampMs,
     ) -> Result<Vec<Series>, BackendError> {
-        let mut series = self.inner.events(service, window_ms, now)?;
+        let mut series = self.inner.events(service, window_ms, now).await?;
         series.extend(self.store.series(service, window_ms, now));
         Ok(series)
     }
+}
 
-    fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
-        self.inner.vms(pool)
+#[async_trait]
+impl WorkloadReader for WithPushedEvents {
+    async fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
+        self.inner.workload(target).await
     }
 
-    fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
-        self.inner.scale(target, replicas)
+    async fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
+        self.inner.capacity(exclude).await
+    }
+}
+
+#[async_trait]
+impl VmInventory for WithPushedEvents {
+    async fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
+        self.inner.vms(pool).await
+    }
+}
+
+#[async_trait]
+impl Actuator for WithPushedEvents {
+    async fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
+        self.inner.scale(target, replicas).await
     }
 
-    fn set_power(&self, pool: &str, vm_id: &str, state: PowerState) -> Result<(), BackendError> {
-        self.inner.set_power(pool, vm_id, state)
+    async fn set_power(
+        &self,
+        pool: &str,
+        vm_id: &str,
+        state: PowerState,
+    ) -> Result<(), BackendError> {
+        self.inner.set_power(pool, vm_id, state).await
     }
 }
 

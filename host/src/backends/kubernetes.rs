@@ -7,8 +7,7 @@
 //! DaemonSet and mirror pods), [`Kubernetes::wait_ready`], [`Kubernetes::uncordon`].
 //! Policies read custom.metrics.k8s.io through `metrics.query` ([`CustomMetricQuery`]).
 //!
-//! Methods block: they are called from the tick's blocking thread and run their requests on the
-//! host's tokio runtime, captured at connect time.
+//! Every call is async: a tick whose deadline passes drops its request in flight.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -83,7 +82,6 @@ pub enum KubernetesSetupError {
 /// A Kubernetes API server.
 pub struct Kubernetes {
     client: kube::Client,
-    runtime: tokio::runtime::Handle,
     drain_timeout: Duration,
 }
 
@@ -151,19 +149,14 @@ impl Kubernetes {
         let client = kube::Client::try_from(kube_config).map_err(|e| setup(&e))?;
         Ok(Kubernetes {
             client,
-            runtime: tokio::runtime::Handle::current(),
             drain_timeout: config.drain_timeout,
         })
     }
 
-    fn block_on<T>(&self, work: impl Future<Output = T>) -> T {
-        self.runtime.block_on(work)
-    }
-
     /// Replicas, Ready replicas, the CPU one replica requests, and the CPU its pods use (from
     /// metrics.k8s.io, where that API is served).
-    pub fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
-        self.block_on(async {
+    pub async fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
+        async {
             let shape = self.shape(target).await?;
             let usage = self.pod_usage(&target.namespace, &shape.selector).await?;
             Ok(WorkloadStatus {
@@ -172,13 +165,14 @@ impl Kubernetes {
                 cpu_request_millis: shape.cpu_request_millis,
                 cpu_usage_millis: usage,
             })
-        })
+        }
+        .await
     }
 
     /// Allocatable CPU and memory of the Ready, schedulable nodes; what non-terminal pods
     /// request (pending ones included), less the pods of `exclude`; the pending pods.
-    pub fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
-        self.block_on(async {
+    pub async fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
+        async {
             let mut excluded = Vec::new();
             for target in exclude {
                 let shape = self.shape(target).await?;
@@ -226,14 +220,15 @@ impl Kubernetes {
                 }
             }
             Ok(capacity)
-        })
+        }
+        .await
     }
 
     /// Sets a workload's replicas through its scale subresource: reads the current Scale and
     /// writes it back with the new count and its resourceVersion; a 409 (someone wrote between)
     /// reads again, up to 5 times.
-    pub fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<u32, BackendError> {
-        self.block_on(async {
+    pub async fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<u32, BackendError> {
+        async {
             let mut attempt = 0;
             loop {
                 attempt += 1;
@@ -275,21 +270,22 @@ impl Kubernetes {
                     Err(error) => return Err(not_found_as(error, target)),
                 }
             }
-        })
+        }
+        .await
     }
 
     /// Marks a node unschedulable.
-    pub fn cordon(&self, node: &str) -> Result<(), BackendError> {
-        self.set_unschedulable(node, true)
+    pub async fn cordon(&self, node: &str) -> Result<(), BackendError> {
+        self.set_unschedulable(node, true).await
     }
 
     /// Marks a node schedulable again.
-    pub fn uncordon(&self, node: &str) -> Result<(), BackendError> {
-        self.set_unschedulable(node, false)
+    pub async fn uncordon(&self, node: &str) -> Result<(), BackendError> {
+        self.set_unschedulable(node, false).await
     }
 
-    fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), BackendError> {
-        self.block_on(async {
+    async fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), BackendError> {
+        async {
             Api::<Node>::all(self.client.clone())
                 .patch(
                     node,
@@ -301,15 +297,16 @@ impl Kubernetes {
                 .await
                 .map(|_| ())
                 .map_err(backend_error)
-        })
+        }
+        .await
     }
 
     /// Evicts every pod of a node through the Eviction API, except DaemonSet pods (their
     /// controller ignores cordons) and mirror pods (the kubelet owns them); a 429 (a
     /// PodDisruptionBudget forbids it now) is retried with backoff until `drain_timeout`.
     /// Returns the pods evicted.
-    pub fn drain(&self, node: &str) -> Result<Vec<String>, BackendError> {
-        self.block_on(async {
+    pub async fn drain(&self, node: &str) -> Result<Vec<String>, BackendError> {
+        async {
             let deadline = Instant::now() + self.drain_timeout;
             let pods = Api::<Pod>::all(self.client.clone())
                 .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
@@ -360,12 +357,13 @@ impl Kubernetes {
                 evicted.push(format!("{namespace}/{name}"));
             }
             Ok(evicted)
-        })
+        }
+        .await
     }
 
     /// Waits until a node reports Ready, up to `timeout`.
-    pub fn wait_ready(&self, node: &str, timeout: Duration) -> Result<(), BackendError> {
-        self.block_on(async {
+    pub async fn wait_ready(&self, node: &str, timeout: Duration) -> Result<(), BackendError> {
+        async {
             let deadline = Instant::now() + timeout;
             let nodes = Api::<Node>::all(self.client.clone());
             loop {
@@ -379,23 +377,25 @@ impl Kubernetes {
                     _ => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
             }
-        })
+        }
+        .await
     }
 
     /// The API server's version (`GET /version`): reachable and authenticated.
-    pub fn version(&self) -> Result<String, BackendError> {
-        self.block_on(async {
+    pub async fn version(&self) -> Result<String, BackendError> {
+        async {
             self.client
                 .apiserver_version()
                 .await
                 .map(|v| v.git_version)
                 .map_err(backend_error)
-        })
+        }
+        .await
     }
 
     /// Whether scalehost's identity may `verb` the resource, across namespaces
     /// (SelfSubjectAccessReview).
-    pub fn can(
+    pub async fn can(
         &self,
         verb: &str,
         group: &str,
@@ -418,13 +418,14 @@ impl Kubernetes {
             },
             ..Default::default()
         };
-        self.block_on(async {
+        async {
             Api::<SelfSubjectAccessReview>::all(self.client.clone())
                 .create(&PostParams::default(), &review)
                 .await
                 .map(|r| r.status.is_some_and(|s| s.allowed))
                 .map_err(backend_error)
-        })
+        }
+        .await
     }
 
     fn deployments(&self, target: &WorkloadRef) -> Api<Deployment> {
@@ -585,7 +586,10 @@ impl CustomMetricQuery {
 
 impl Kubernetes {
     /// The values custom.metrics.k8s.io (v1beta2) reports for `query`'s objects.
-    pub fn custom_metric(&self, query: &CustomMetricQuery) -> Result<Vec<Series>, BackendError> {
+    pub async fn custom_metric(
+        &self,
+        query: &CustomMetricQuery,
+    ) -> Result<Vec<Series>, BackendError> {
         let mut uri = format!(
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{}/{}/{}/{}",
             query.namespace, query.resource, query.name, query.metric
@@ -596,9 +600,7 @@ impl Kubernetes {
         let request = http::Request::get(uri)
             .body(Vec::new())
             .map_err(|e| BackendError::Invalid(e.to_string()))?;
-        let list: serde_json::Value = self
-            .block_on(self.client.request(request))
-            .map_err(backend_error)?;
+        let list: serde_json::Value = self.client.request(request).await.map_err(backend_error)?;
         let mut series = Vec::new();
         for item in list["items"].as_array().into_iter().flatten() {
             let object = &item["describedObject"];

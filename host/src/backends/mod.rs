@@ -1,7 +1,9 @@
 //! Where metrics come from and where actuation goes: the [`Cluster`] trait and its backends.
 //!
-//! Start with [`Cluster`]; the embedded default is [`simulated::SimulatedCluster`]. Backends are
-//! called from the tick's blocking thread, never from an async task, so they may block.
+//! Start with [`Cluster`], the sum of the small capability traits ([`MetricSource`],
+//! [`WorkloadReader`], [`VmInventory`], [`Actuator`]); the embedded default is
+//! [`simulated::SimulatedCluster`]. Every call is async and never blocks a runtime thread: the
+//! in-memory backends answer at once, the real ones await their HTTP clients.
 
 pub mod events;
 pub mod kubernetes;
@@ -11,43 +13,73 @@ pub mod real;
 pub mod simulated;
 pub mod vsphere;
 
+use async_trait::async_trait;
+
 use crate::model::{
     BackendError, Capacity, PowerState, Series, TimestampMs, Vm, WorkloadRef, WorkloadStatus,
 };
 
-/// Reads and actuation against one cluster (and its node VMs and metric sources).
-///
-/// The tick engine checks tenant scope before calling any of these; a backend only answers.
-pub trait Cluster: Send + Sync + 'static {
+/// Where metric values come from: Prometheus, the simulated cluster, pushed events.
+#[async_trait]
+pub trait MetricSource: Send + Sync {
     /// Evaluates an instant query at `at`.
-    fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError>;
+    async fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError>;
     /// Evaluates a range query.
-    fn query_range(
+    async fn query_range(
         &self,
         promql: &str,
         start: TimestampMs,
         end: TimestampMs,
         step_ms: u64,
     ) -> Result<Vec<Series>, BackendError>;
-    /// One workload's replicas, readiness and CPU.
-    fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError>;
-    /// Schedulable capacity, less what `exclude` requests.
-    fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError>;
     /// Events pushed for `service` in `(now - window_ms, now]`, one series per source host.
-    fn events(
+    async fn events(
         &self,
         service: &str,
         window_ms: u64,
         now: TimestampMs,
     ) -> Result<Vec<Series>, BackendError>;
-    /// The VMs of a pool.
-    fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError>;
-    /// Sets a workload's replicas through its scale subresource.
-    fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError>;
-    /// Powers a pool VM on (then waits for its node and uncordons it) or off (cordon, drain, then
-    /// power off).
-    fn set_power(&self, pool: &str, vm_id: &str, state: PowerState) -> Result<(), BackendError>;
 }
+
+/// Reads of workloads and of the cluster's schedulable capacity.
+#[async_trait]
+pub trait WorkloadReader: Send + Sync {
+    /// One workload's replicas, readiness and CPU.
+    async fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError>;
+    /// Schedulable capacity, less what `exclude` requests.
+    async fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError>;
+}
+
+/// The VMs of node pools.
+#[async_trait]
+pub trait VmInventory: Send + Sync {
+    /// The VMs of a pool.
+    async fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError>;
+}
+
+/// Carries out actuation: scaling workloads, powering node VMs.
+#[async_trait]
+pub trait Actuator: Send + Sync {
+    /// Sets a workload's replicas through its scale subresource.
+    async fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError>;
+    /// Powers a pool VM on (then waits for its node and uncordons it) or off (cordon, drain,
+    /// then power off).
+    async fn set_power(
+        &self,
+        pool: &str,
+        vm_id: &str,
+        state: PowerState,
+    ) -> Result<(), BackendError>;
+}
+
+/// Everything a tenant's backend offers: every capability trait at once.
+///
+/// The tick engine checks tenant scope before calling any of these; a backend only answers.
+/// Every call is async and may be dropped at any await (a tick's deadline passed): a backend
+/// keeps no half-done state across awaits.
+pub trait Cluster: MetricSource + WorkloadReader + VmInventory + Actuator + 'static {}
+
+impl<T: MetricSource + WorkloadReader + VmInventory + Actuator + 'static> Cluster for T {}
 
 /// The host's time source: the only time policies see.
 pub trait Clock: Send + Sync + 'static {

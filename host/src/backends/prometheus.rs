@@ -28,6 +28,14 @@ pub struct PrometheusConfig {
     /// Timeout of every request (default 10s); also passed to Prometheus as its query timeout.
     #[serde(default = "default_timeout", with = "crate::duration")]
     pub timeout: Duration,
+    /// The largest answer read, bytes (default 16 MiB): a bigger one is refused as
+    /// `unavailable` while it streams in, before it is held whole.
+    #[serde(default = "default_max_answer_bytes")]
+    pub max_answer_bytes: u64,
+}
+
+fn default_max_answer_bytes() -> u64 {
+    16 << 20
 }
 
 fn default_timeout() -> Duration {
@@ -51,14 +59,13 @@ pub enum PrometheusSetupError {
     Invalid(String),
 }
 
-/// A Prometheus server. Its methods block: they are called from the tick's blocking thread
-/// and run the request on the host's tokio runtime (captured when the client is made).
+/// A Prometheus server. Its calls are async: a tick's deadline drops a request in flight.
 pub struct Prometheus {
     url: String,
     token: Option<String>,
     timeout: Duration,
+    max_answer_bytes: u64,
     client: reqwest::Client,
-    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Prometheus {
@@ -104,12 +111,8 @@ struct MatrixItem {
 }
 
 impl Prometheus {
-    /// A client for `config`: reads the token and CA files now. Must be called on the host's
-    /// tokio runtime.
+    /// A client for `config`: reads the token and CA files now.
     pub fn new(config: &PrometheusConfig) -> Result<Self, PrometheusSetupError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            PrometheusSetupError::Invalid("the client must be made on the host's runtime".into())
-        })?;
         let read = |path: &PathBuf| {
             std::fs::read(path).map_err(|source| PrometheusSetupError::Read {
                 path: path.clone(),
@@ -143,21 +146,22 @@ impl Prometheus {
             url,
             token,
             timeout: config.timeout,
+            max_answer_bytes: config.max_answer_bytes,
             client,
-            runtime,
         })
     }
 
     /// An instant query at `at`.
-    pub fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
+    pub async fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
         self.get(
             "/api/v1/query",
             &[("query", promql.to_owned()), ("time", seconds(at))],
         )
+        .await
     }
 
     /// A range query.
-    pub fn query_range(
+    pub async fn query_range(
         &self,
         promql: &str,
         start: TimestampMs,
@@ -179,15 +183,21 @@ impl Prometheus {
                 ("step", seconds(step_ms)),
             ],
         )
+        .await
     }
 
     /// Whether the server answers `/-/ready` (for `doctor`).
-    pub fn check(&self) -> Result<(), BackendError> {
+    pub async fn check(&self) -> Result<(), BackendError> {
         self.get("/api/v1/query", &[("query", "1".to_owned())])
+            .await
             .map(|_| ())
     }
 
-    fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Vec<Series>, BackendError> {
+    async fn get(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<Series>, BackendError> {
         let mut request = self
             .client
             .get(format!("{}{path}", self.url))
@@ -203,12 +213,20 @@ impl Prometheus {
                 format!("prometheus unreachable: {}", crate::display_chain(&e))
             })
         };
-        let (status, body) = self.runtime.block_on(async {
-            let response = request.send().await.map_err(unavailable)?;
-            let status = response.status();
-            let body = response.text().await.map_err(unavailable)?;
-            Ok::<_, BackendError>((status, body))
-        })?;
+        let mut response = request.send().await.map_err(unavailable)?;
+        let status = response.status();
+        // Read with a cap: a huge answer is refused while it streams in, never held whole.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
+            if (bytes.len() + chunk.len()) as u64 > self.max_answer_bytes {
+                return Err(BackendError::Unavailable(format!(
+                    "prometheus's answer exceeds {} bytes (max_answer_bytes)",
+                    self.max_answer_bytes
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let body = String::from_utf8_lossy(&bytes);
         let answer: Answer = match serde_json::from_str(&body) {
             Ok(answer) => answer,
             Err(_) if !status.is_success() => {

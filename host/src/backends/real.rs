@@ -8,10 +8,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Cluster;
+use async_trait::async_trait;
+
 use super::kubernetes::{CustomMetricQuery, Kubernetes, KubernetesConfig, KubernetesSetupError};
 use super::prometheus::{Prometheus, PrometheusConfig, PrometheusSetupError};
 use super::vsphere::{VSphere, VSphereConfig, VSphereSetupError};
+use super::{Actuator, MetricSource, VmInventory, WorkloadReader};
 use crate::model::{
     BackendError, Capacity, PowerState, Series, TimestampMs, Vm, WorkloadRef, WorkloadStatus,
 };
@@ -184,11 +186,17 @@ impl RealCluster {
     /// Powers a pool VM off: cordon its node, drain it, shut the guest down, and stop the VM
     /// hard if the guest is still up after `shutdown_timeout`. Or on: start it, wait for its
     /// node to be Ready, uncordon it. Each step is safe to repeat.
-    fn power(&self, pool_name: &str, vm_id: &str, state: PowerState) -> Result<(), BackendError> {
+    async fn power(
+        &self,
+        pool_name: &str,
+        vm_id: &str,
+        state: PowerState,
+    ) -> Result<(), BackendError> {
         let (pool, vsphere, kubernetes) = self.pool(pool_name)?;
         let names: Vec<String> = pool.vms.iter().map(|v| v.name.clone()).collect();
         let summary = vsphere
-            .vms(&names)?
+            .vms(&names)
+            .await?
             .into_iter()
             .find(|v| v.vm == vm_id)
             .ok_or_else(|| {
@@ -202,33 +210,33 @@ impl RealCluster {
             .node;
         match state {
             PowerState::Off => {
-                kubernetes.cordon(node)?;
-                let evicted = kubernetes.drain(node)?;
+                kubernetes.cordon(node).await?;
+                let evicted = kubernetes.drain(node).await?;
                 tracing::info!(%node, evicted = evicted.len(), "node drained; shutting the guest down");
-                if vsphere.power(vm_id)? == PowerState::Off {
+                if vsphere.power(vm_id).await? == PowerState::Off {
                     return Ok(());
                 }
-                if let Err(error) = vsphere.shutdown_guest(vm_id) {
+                if let Err(error) = vsphere.shutdown_guest(vm_id).await {
                     // No VMware Tools in the guest, typically: the node is drained already.
                     tracing::warn!(vm = %vm_id, %error, "guest shutdown refused; stopping hard");
-                    return vsphere.stop(vm_id);
+                    return vsphere.stop(vm_id).await;
                 }
                 let deadline = std::time::Instant::now() + pool.shutdown_timeout;
                 while std::time::Instant::now() < deadline {
-                    if vsphere.power(vm_id)? == PowerState::Off {
+                    if vsphere.power(vm_id).await? == PowerState::Off {
                         return Ok(());
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
                 tracing::warn!(vm = %vm_id, "guest still up after the shutdown timeout; stopping hard");
-                vsphere.stop(vm_id)
+                vsphere.stop(vm_id).await
             }
             PowerState::On => {
-                if vsphere.power(vm_id)? == PowerState::Off {
-                    vsphere.start(vm_id)?;
+                if vsphere.power(vm_id).await? == PowerState::Off {
+                    vsphere.start(vm_id).await?;
                 }
-                kubernetes.wait_ready(node, pool.boot_timeout)?;
-                kubernetes.uncordon(node)
+                kubernetes.wait_ready(node, pool.boot_timeout).await?;
+                kubernetes.uncordon(node).await
             }
         }
     }
@@ -263,15 +271,16 @@ impl RealCluster {
     }
 }
 
-impl Cluster for RealCluster {
-    fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
+#[async_trait]
+impl MetricSource for RealCluster {
+    async fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
         if let Some(custom) = CustomMetricQuery::parse(promql) {
-            return self.kubernetes_or_missing()?.custom_metric(&custom?);
+            return self.kubernetes_or_missing()?.custom_metric(&custom?).await;
         }
-        self.prometheus_or_missing()?.query(promql, at)
+        self.prometheus_or_missing()?.query(promql, at).await
     }
 
-    fn query_range(
+    async fn query_range(
         &self,
         promql: &str,
         start: TimestampMs,
@@ -286,17 +295,10 @@ impl Cluster for RealCluster {
         }
         self.prometheus_or_missing()?
             .query_range(promql, start, end, step_ms)
+            .await
     }
 
-    fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
-        self.kubernetes_or_missing()?.workload(target)
-    }
-
-    fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
-        self.kubernetes_or_missing()?.capacity(exclude)
-    }
-
-    fn events(
+    async fn events(
         &self,
         _service: &str,
         _window_ms: u64,
@@ -305,12 +307,27 @@ impl Cluster for RealCluster {
         // Pushed events come from the host's store (`WithPushedEvents`), whatever the backend.
         Ok(Vec::new())
     }
+}
 
-    fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
+#[async_trait]
+impl WorkloadReader for RealCluster {
+    async fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
+        self.kubernetes_or_missing()?.workload(target).await
+    }
+
+    async fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
+        self.kubernetes_or_missing()?.capacity(exclude).await
+    }
+}
+
+#[async_trait]
+impl VmInventory for RealCluster {
+    async fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
         let (config, vsphere, _) = self.pool(pool)?;
         let names: Vec<String> = config.vms.iter().map(|v| v.name.clone()).collect();
         Ok(vsphere
-            .vms(&names)?
+            .vms(&names)
+            .await?
             .into_iter()
             .map(|v| Vm {
                 node_name: config
@@ -324,14 +341,23 @@ impl Cluster for RealCluster {
             })
             .collect())
     }
+}
 
-    fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
+#[async_trait]
+impl Actuator for RealCluster {
+    async fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
         self.kubernetes_or_missing()?
             .scale(target, replicas)
+            .await
             .map(|_| ())
     }
 
-    fn set_power(&self, pool: &str, vm_id: &str, state: PowerState) -> Result<(), BackendError> {
-        self.power(pool, vm_id, state)
+    async fn set_power(
+        &self,
+        pool: &str,
+        vm_id: &str,
+        state: PowerState,
+    ) -> Result<(), BackendError> {
+        self.power(pool, vm_id, state).await
     }
 }

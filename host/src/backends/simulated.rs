@@ -31,7 +31,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::promql::{Query, parse_query};
-use super::{Clock, Cluster};
+use async_trait::async_trait;
+
+use super::{Actuator, Clock, MetricSource, VmInventory, WorkloadReader};
 use crate::model::{
     BackendError, Capacity, PowerState, Sample, Series, TimestampMs, Vm, WorkloadKind, WorkloadRef,
     WorkloadStatus,
@@ -920,8 +922,9 @@ impl Sim {
     }
 }
 
-impl Cluster for SimulatedCluster {
-    fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
+#[async_trait]
+impl MetricSource for SimulatedCluster {
+    async fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
         let query = parse_query(promql)?;
         let sim = self.sim();
         let at = at.min(sim.now);
@@ -935,7 +938,7 @@ impl Cluster for SimulatedCluster {
             .collect())
     }
 
-    fn query_range(
+    async fn query_range(
         &self,
         promql: &str,
         start: TimestampMs,
@@ -971,22 +974,7 @@ impl Cluster for SimulatedCluster {
             .collect())
     }
 
-    fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
-        let sim = self.sim();
-        let w = &sim.workloads[sim.find(target)?];
-        Ok(WorkloadStatus {
-            replicas: w.replicas,
-            ready: w.ready_count(&sim.nodes, sim.now),
-            cpu_request_millis: w.spec.cpu_request_millis,
-            cpu_usage_millis: w.cpu_usage(&sim.nodes, sim.now),
-        })
-    }
-
-    fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
-        Ok(self.sim().capacity(exclude))
-    }
-
-    fn events(
+    async fn events(
         &self,
         service: &str,
         window_ms: u64,
@@ -1012,8 +1000,29 @@ impl Cluster for SimulatedCluster {
             })
             .collect())
     }
+}
 
-    fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
+#[async_trait]
+impl WorkloadReader for SimulatedCluster {
+    async fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
+        let sim = self.sim();
+        let w = &sim.workloads[sim.find(target)?];
+        Ok(WorkloadStatus {
+            replicas: w.replicas,
+            ready: w.ready_count(&sim.nodes, sim.now),
+            cpu_request_millis: w.spec.cpu_request_millis,
+            cpu_usage_millis: w.cpu_usage(&sim.nodes, sim.now),
+        })
+    }
+
+    async fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
+        Ok(self.sim().capacity(exclude))
+    }
+}
+
+#[async_trait]
+impl VmInventory for SimulatedCluster {
+    async fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
         let sim = self.sim();
         let p = sim
             .pools
@@ -1032,8 +1041,11 @@ impl Cluster for SimulatedCluster {
             })
             .collect())
     }
+}
 
-    fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
+#[async_trait]
+impl Actuator for SimulatedCluster {
+    async fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
         let mut sim = self.sim();
         let w = sim.find(target)?;
         sim.workloads[w].replicas = replicas;
@@ -1041,7 +1053,12 @@ impl Cluster for SimulatedCluster {
         Ok(())
     }
 
-    fn set_power(&self, pool: &str, vm_id: &str, state: PowerState) -> Result<(), BackendError> {
+    async fn set_power(
+        &self,
+        pool: &str,
+        vm_id: &str,
+        state: PowerState,
+    ) -> Result<(), BackendError> {
         let mut sim = self.sim();
         let p = sim
             .pools
@@ -1157,54 +1174,56 @@ mod tests {
         WorkloadRef::deployment("batch", "miner")
     }
 
-    #[test]
-    fn new_replicas_become_ready_after_the_startup_delay() {
+    #[tokio::test]
+    async fn new_replicas_become_ready_after_the_startup_delay() {
         let sim = SimulatedCluster::new(spec(), Path::new(".")).expect("builds");
-        assert_eq!(sim.workload(&api()).expect("status").ready, 2);
-        sim.scale(&api(), 3).expect("scales");
-        let status = sim.workload(&api()).expect("status");
+        assert_eq!(sim.workload(&api()).await.expect("status").ready, 2);
+        sim.scale(&api(), 3).await.expect("scales");
+        let status = sim.workload(&api()).await.expect("status");
         assert_eq!((status.replicas, status.ready), (3, 2));
         sim.advance_to(59_000);
-        assert_eq!(sim.workload(&api()).expect("status").ready, 2);
+        assert_eq!(sim.workload(&api()).await.expect("status").ready, 2);
         sim.advance_to(60_000);
-        assert_eq!(sim.workload(&api()).expect("status").ready, 3);
+        assert_eq!(sim.workload(&api()).await.expect("status").ready, 3);
         // 150 rpm at 100 per replica on 500m each = 750m.
         assert_eq!(
-            sim.workload(&api()).expect("status").cpu_usage_millis,
+            sim.workload(&api()).await.expect("status").cpu_usage_millis,
             Some(750)
         );
     }
 
-    #[test]
-    fn higher_priority_pods_preempt_the_filler() {
+    #[tokio::test]
+    async fn higher_priority_pods_preempt_the_filler() {
         let sim = SimulatedCluster::new(spec(), Path::new(".")).expect("builds");
-        sim.scale(&miner(), 6).expect("scales"); // 4000m total, 1000m used by api: 6 fit.
-        assert_eq!(sim.capacity(&[]).expect("capacity").pending_pods, 0);
-        sim.scale(&api(), 4).expect("scales");
-        let cap = sim.capacity(&[miner()]).expect("capacity");
+        sim.scale(&miner(), 6).await.expect("scales"); // 4000m total, 1000m used by api: 6 fit.
+        assert_eq!(sim.capacity(&[]).await.expect("capacity").pending_pods, 0);
+        sim.scale(&api(), 4).await.expect("scales");
+        let cap = sim.capacity(&[miner()]).await.expect("capacity");
         assert_eq!(
             cap.pending_pods, 0,
             "api pods were placed by preempting miner pods"
         );
         assert_eq!(cap.requested_cpu_millis, 2000);
         assert_eq!(
-            sim.capacity(&[]).expect("capacity").pending_pods,
+            sim.capacity(&[]).await.expect("capacity").pending_pods,
             2,
             "two miner pods wait"
         );
     }
 
-    #[test]
-    fn power_off_cordons_and_drains_before_powering_off_and_power_on_uncordons_when_ready() {
+    #[tokio::test]
+    async fn power_off_cordons_and_drains_before_powering_off_and_power_on_uncordons_when_ready() {
         let sim = SimulatedCluster::new(spec(), Path::new(".")).expect("builds");
-        sim.scale(&api(), 6).expect("scales");
+        sim.scale(&api(), 6).await.expect("scales");
         sim.set_power("pool", "vm-1", PowerState::Off)
+            .await
             .expect("powers off");
         let steps: Vec<_> = sim.lifecycle().iter().map(|e| e.step).collect();
         assert_eq!(steps, ["cordon", "drain", "power-off"]);
-        assert_eq!(sim.capacity(&[]).expect("capacity").nodes, 1);
-        assert_eq!(sim.capacity(&[]).expect("capacity").pending_pods, 2);
+        assert_eq!(sim.capacity(&[]).await.expect("capacity").nodes, 1);
+        assert_eq!(sim.capacity(&[]).await.expect("capacity").pending_pods, 2);
         sim.set_power("pool", "vm-1", PowerState::On)
+            .await
             .expect("powers on");
         assert_eq!(sim.is_cordoned("n1"), Some(true));
         sim.advance_to(30_000);
@@ -1220,44 +1239,49 @@ mod tests {
                 "uncordon"
             ]
         );
-        assert_eq!(sim.capacity(&[]).expect("capacity").pending_pods, 0);
-        assert_eq!(sim.vms("pool").expect("vms")[0].power, PowerState::On);
+        assert_eq!(sim.capacity(&[]).await.expect("capacity").pending_pods, 0);
+        assert_eq!(sim.vms("pool").await.expect("vms")[0].power, PowerState::On);
     }
 
-    #[test]
-    fn ready_pods_push_events_per_host() {
+    #[tokio::test]
+    async fn ready_pods_push_events_per_host() {
         let sim = SimulatedCluster::new(spec(), Path::new(".")).expect("builds");
         sim.advance_to(60_000);
         let series = sim
             .events("web/api/requests", 60_000, 60_000)
+            .await
             .expect("events");
         assert_eq!(series.len(), 2);
         assert_eq!(series[0].samples.len(), 6);
         // 150 rpm over 10 s split over 2 pods = 12.5 each.
         assert!((series[0].samples[0].value - 12.5).abs() < 1e-9);
         assert!(
-            sim.events("web/api/requests", 60_000, 60_000).expect("ok")[1].labels[0]
+            sim.events("web/api/requests", 60_000, 60_000)
+                .await
+                .expect("ok")[1]
+                .labels[0]
                 .1
                 .starts_with("api-")
         );
     }
 
-    #[test]
-    fn answers_the_documented_queries_and_refuses_bad_syntax() {
+    #[tokio::test]
+    async fn answers_the_documented_queries_and_refuses_bad_syntax() {
         let sim = SimulatedCluster::new(spec(), Path::new(".")).expect("builds");
         let rpm = sim
             .query(
                 "scalehost_requests_per_minute{namespace=\"web\",workload=\"api\"}",
                 0,
             )
+            .await
             .expect("ok");
         assert_eq!(rpm.len(), 1);
         assert_eq!(rpm[0].samples[0].value, 150.0);
-        let total = sim.query("sum(scalehost_replicas)", 0).expect("ok");
+        let total = sim.query("sum(scalehost_replicas)", 0).await.expect("ok");
         assert_eq!(total[0].samples[0].value, 2.0);
-        assert!(sim.query("no_such_metric", 0).expect("ok").is_empty());
+        assert!(sim.query("no_such_metric", 0).await.expect("ok").is_empty());
         assert!(matches!(
-            sim.query("rate(x[5m]", 0),
+            sim.query("rate(x[5m]", 0).await,
             Err(BackendError::Invalid(_))
         ));
         sim.advance_to(5 * MINUTE_MS);
@@ -1268,6 +1292,7 @@ mod tests {
                 5 * MINUTE_MS,
                 MINUTE_MS,
             )
+            .await
             .expect("ok");
         assert_eq!(range[0].samples.len(), 6);
     }

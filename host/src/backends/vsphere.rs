@@ -71,7 +71,6 @@ pub struct VSphere {
     password: String,
     client: reqwest::Client,
     session: Mutex<Option<String>>,
-    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for VSphere {
@@ -113,78 +112,80 @@ impl VSphere {
             tracing::warn!(url = %config.url, "TLS verification of vCenter is off (insecure_skip_tls_verify)");
             builder = builder.danger_accept_invalid_certs(true);
         }
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| invalid("the client must be made on the host's runtime".into()))?;
         Ok(VSphere {
             url: config.url.trim_end_matches('/').to_owned(),
             username: config.username.clone(),
             password,
             client: builder.build().map_err(|e| invalid(e.to_string()))?,
             session: Mutex::new(None),
-            runtime,
         })
     }
 
     /// The VMs named `names`.
-    pub fn vms(&self, names: &[String]) -> Result<Vec<VmSummary>, BackendError> {
+    pub async fn vms(&self, names: &[String]) -> Result<Vec<VmSummary>, BackendError> {
         let query = vec![("names", names.join(","))];
-        let body = self.call(Method::GET, "/api/vcenter/vm", &query)?;
+        let body = self.call(Method::GET, "/api/vcenter/vm", &query).await?;
         serde_json::from_str(&body).map_err(|e| {
             BackendError::Unavailable(format!("vcenter listed VMs in another shape: {e}"))
         })
     }
 
     /// A VM's power state.
-    pub fn power(&self, vm: &str) -> Result<PowerState, BackendError> {
-        let body = self.call(Method::GET, &format!("/api/vcenter/vm/{vm}/power"), &[])?;
+    pub async fn power(&self, vm: &str) -> Result<PowerState, BackendError> {
+        let body = self
+            .call(Method::GET, &format!("/api/vcenter/vm/{vm}/power"), &[])
+            .await?;
         let state: serde_json::Value = serde_json::from_str(&body)
             .map_err(|e| BackendError::Unavailable(format!("vcenter power state: {e}")))?;
         Ok(power_state(state["state"].as_str().unwrap_or("")))
     }
 
     /// Powers a VM on.
-    pub fn start(&self, vm: &str) -> Result<(), BackendError> {
+    pub async fn start(&self, vm: &str) -> Result<(), BackendError> {
         self.call(
             Method::POST,
             &format!("/api/vcenter/vm/{vm}/power"),
             &[("action", "start".into())],
         )
+        .await
         .map(|_| ())
     }
 
     /// Powers a VM off at once (a hard stop).
-    pub fn stop(&self, vm: &str) -> Result<(), BackendError> {
+    pub async fn stop(&self, vm: &str) -> Result<(), BackendError> {
         self.call(
             Method::POST,
             &format!("/api/vcenter/vm/{vm}/power"),
             &[("action", "stop".into())],
         )
+        .await
         .map(|_| ())
     }
 
     /// Asks the guest OS to shut down (needs VMware Tools in the guest).
-    pub fn shutdown_guest(&self, vm: &str) -> Result<(), BackendError> {
+    pub async fn shutdown_guest(&self, vm: &str) -> Result<(), BackendError> {
         self.call(
             Method::POST,
             &format!("/api/vcenter/vm/{vm}/guest/power"),
             &[("action", "shutdown".into())],
         )
+        .await
         .map(|_| ())
     }
 
     /// Whether vCenter accepts the credentials (for `doctor`).
-    pub fn check(&self) -> Result<(), BackendError> {
-        self.runtime.block_on(self.login()).map(|_| ())
+    pub async fn check(&self) -> Result<(), BackendError> {
+        self.login().await.map(|_| ())
     }
 
     /// One call with the session; a 401 logs in again once and repeats it.
-    fn call(
+    async fn call(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<String, BackendError> {
-        self.runtime.block_on(async {
+        async {
             for attempt in 0..2 {
                 let session = match self.current_session() {
                     Some(session) if attempt == 0 => session,
@@ -209,7 +210,8 @@ impl VSphere {
             Err(BackendError::Forbidden(
                 "vcenter refused the session right after logging in".into(),
             ))
-        })
+        }
+        .await
     }
 
     fn current_session(&self) -> Option<String> {

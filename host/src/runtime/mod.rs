@@ -25,17 +25,33 @@ pub use policy::{
 };
 pub use sandbox::{Access, Intent, Sandbox, StagedState};
 
-/// How often the epoch advances: the resolution of tick deadlines.
+/// How often the epoch advances: how long a guest runs before it yields to the runtime.
 const EPOCH_PERIOD: Duration = Duration::from_millis(2);
 
-/// Engine-wide settings: the pool that every sandbox draws from.
+/// Engine-wide settings: the pool every sandbox draws from, and the operator's ceilings that no
+/// binding's limits may exceed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Instances that may run at once.
+    /// Instances that may run at once, over all tenants.
     pub max_concurrent_instances: u32,
-    /// The largest memory any binding may be granted, bytes.
+    /// Instances one tenant's invocations may hold at once (its fair share of the pool).
+    pub max_instances_per_tenant: u32,
+    /// Bindings one tenant may have.
+    pub max_bindings_per_tenant: u32,
+    /// The shortest interval between a binding's ticks.
+    #[serde(with = "crate::duration")]
+    pub min_interval: Duration,
+    /// The longest deadline a binding may ask for.
+    #[serde(with = "crate::duration")]
+    pub max_deadline: Duration,
+    /// The largest memory any binding may be granted, bytes (summed over its memories and
+    /// tables).
     pub max_memory_bytes: u64,
+    /// The most host calls a binding may be granted per invocation.
+    pub max_host_calls: u32,
+    /// The most bytes a binding may be granted to pass per invocation.
+    pub max_bytes: u64,
     /// Guest wasm stack, bytes.
     pub max_wasm_stack: usize,
 }
@@ -44,7 +60,13 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             max_concurrent_instances: 64,
+            max_instances_per_tenant: 16,
+            max_bindings_per_tenant: 10_000,
+            min_interval: Duration::from_millis(10),
+            max_deadline: Duration::from_secs(30),
             max_memory_bytes: 256 << 20,
+            max_host_calls: 100_000,
+            max_bytes: 64 << 20,
             max_wasm_stack: 512 << 10,
         }
     }
@@ -64,12 +86,13 @@ pub enum EngineError {
 /// The host's wasmtime engine: compiles policies and hands out sandboxes.
 ///
 /// One per process. It owns the pooling allocator (instances reuse pre-mapped slots), the linker
-/// with the `scalehost:policy` imports and an empty WASI, and a thread that advances the epoch
-/// every 2 ms so that per-invocation deadlines fire.
+/// with the `scalehost:policy` imports and an empty WASI (all async), and a thread that
+/// advances the epoch every 2 ms so that running guests yield to the runtime and their
+/// deadlines are checked.
 pub struct PolicyEngine {
     engine: Engine,
     linker: Arc<Linker<Sandbox>>,
-    max_memory_bytes: u64,
+    config: EngineConfig,
     _epoch: EpochTicker,
 }
 
@@ -106,7 +129,7 @@ impl PolicyEngine {
             _epoch: EpochTicker::start(engine.clone()),
             engine,
             linker: Arc::new(linker),
-            max_memory_bytes: config.max_memory_bytes,
+            config: config.clone(),
         })
     }
 
@@ -115,9 +138,9 @@ impl PolicyEngine {
         &self.engine
     }
 
-    /// The largest memory limit a binding may ask for.
-    pub fn max_memory_bytes(&self) -> u64 {
-        self.max_memory_bytes
+    /// The operator's settings: the pool and the ceilings of every binding's limits.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     /// Compiles a component and checks it against the world; see [`CompiledPolicy`].
@@ -156,9 +179,4 @@ impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-/// Epoch ticks for a deadline, rounded up, plus one for the tick in progress.
-fn deadline_ticks(deadline: Duration) -> u64 {
-    (deadline.as_micros() as u64).div_ceil(EPOCH_PERIOD.as_micros() as u64) + 1
 }

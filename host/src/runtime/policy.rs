@@ -10,7 +10,7 @@ use wasmtime::component::Component;
 
 use super::bindings::{Policy, PolicyPre};
 use super::sandbox::{Access, Intent, Sandbox, StagedState};
-use super::{Limits, PolicyEngine, deadline_ticks};
+use super::{Limits, PolicyEngine};
 use crate::model::TimestampMs;
 
 /// The world every policy must be a component of.
@@ -60,6 +60,9 @@ pub enum InvocationError {
     /// The tick's state could not be committed.
     #[error("state store: {0}")]
     State(String),
+    /// No sandbox instance was free in time (the tenant's share or the host's pool in use).
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Why a configuration was not accepted.
@@ -114,6 +117,20 @@ pub struct Invocation {
     pub host_calls: u32,
     /// Wall time of instantiation and call.
     pub elapsed: Duration,
+}
+
+impl Invocation {
+    /// An invocation that never ran because `why`; `state` is handed back unused.
+    pub fn refused(why: impl std::fmt::Display, state: StagedState) -> Self {
+        Invocation {
+            result: Err(InvocationError::Busy(why.to_string())),
+            intents: Vec::new(),
+            state,
+            logs: Vec::new(),
+            host_calls: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
 }
 
 /// A policy component, compiled once and pre-linked.
@@ -202,8 +219,9 @@ impl CompiledPolicy {
         &self.imports
     }
 
-    /// Runs the policy's `validate-config` on `config` in a fresh sandbox with no cluster access.
-    pub fn validate_config(
+    /// Runs the policy's `validate-config` on `config` in a fresh sandbox with no cluster access,
+    /// under the same deadline and limits as a tick.
+    pub async fn validate_config(
         &self,
         config: &str,
         limits: Limits,
@@ -213,9 +231,7 @@ impl CompiledPolicy {
         state: StagedState,
     ) -> Result<(), ValidateError> {
         let sandbox = Sandbox::new(tenant, binding, now, limits, None, state);
-        let (result, _) = self.invoke(sandbox, config, |policy, store, config| {
-            policy.call_validate_config(store, config)
-        });
+        let (result, _) = self.invoke(sandbox, config, Export::ValidateConfig).await;
         result.map_err(|e| match e {
             InvocationError::Policy(message) => ValidateError::Rejected(message),
             other => ValidateError::Failed(other),
@@ -224,7 +240,8 @@ impl CompiledPolicy {
 
     /// Runs one tick in a fresh sandbox. Nothing is applied here: the caller applies the returned
     /// intents and commits the staged state only if the result is Ok.
-    pub fn tick(
+    #[allow(clippy::too_many_arguments)]
+    pub async fn tick(
         &self,
         config: &str,
         limits: Limits,
@@ -236,9 +253,7 @@ impl CompiledPolicy {
     ) -> Invocation {
         let started = Instant::now();
         let sandbox = Sandbox::new(tenant, binding, now, limits, Some(access), state);
-        let (result, sandbox) = self.invoke(sandbox, config, |policy, store, config| {
-            policy.call_tick(store, config)
-        });
+        let (result, sandbox) = self.invoke(sandbox, config, Export::Tick).await;
         Invocation {
             result,
             intents: sandbox.intents,
@@ -249,33 +264,79 @@ impl CompiledPolicy {
         }
     }
 
-    fn invoke(
+    /// Instantiates and calls one export under one wall-clock deadline that covers everything
+    /// the invocation does: instantiation, guest code (it yields to the runtime at every epoch),
+    /// WASI waits (a sleep is an await) and host calls (their backend requests are awaited
+    /// inside). When the deadline passes, the whole future is dropped wherever it is: the
+    /// invocation fails with `deadline` and its intents and staged state are discarded by the
+    /// caller, who only applies an Ok.
+    async fn invoke(
         &self,
         mut sandbox: Sandbox,
         config: &str,
-        call: impl FnOnce(&Policy, &mut Store<Sandbox>, &str) -> wasmtime::Result<Result<(), String>>,
+        export: Export,
     ) -> (Result<(), InvocationError>, Sandbox) {
         let limits = sandbox.limits;
         sandbox.bytes = config.len() as u64;
         let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(deadline_ticks(limits.deadline));
-        store.epoch_deadline_trap();
-        let result = match self.pre.instantiate(&mut store) {
-            Ok(policy) => match call(&policy, &mut store, config) {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(message)) => Err(InvocationError::Policy(message)),
-                Err(error) => Err(classify(&error, store.data(), limits)),
-            },
-            Err(error) if store.data().memory.exceeded => {
+        // Yield to the runtime at every epoch (2 ms): a guest spinning in wasm code never holds
+        // a runtime thread, and the deadline below is checked between its slices.
+        store.epoch_deadline_async_yield_and_update(1);
+        let pre = &self.pre;
+        let run = async {
+            let policy = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(Failure::Instantiate)?;
+            match export {
+                Export::Tick => policy.call_tick(&mut store, config).await,
+                Export::ValidateConfig => policy.call_validate_config(&mut store, config).await,
+            }
+            .map_err(Failure::Call)
+        };
+        let outcome = tokio::time::timeout(limits.deadline, run).await;
+        let result = match outcome {
+            Err(_elapsed) => Err(InvocationError::Deadline(crate::duration::format(
+                limits.deadline,
+            ))),
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(message))) => Err(store.data_mut().policy_error(message)),
+            Ok(Err(Failure::Call(error))) => Err(classify(&error, store.data(), limits)),
+            Ok(Err(Failure::Instantiate(error))) if store.data().memory.exceeded => {
                 Err(classify(&error, store.data(), limits))
             }
-            Err(error) => Err(InvocationError::Instantiate(one_line(&error))),
+            Ok(Err(Failure::Instantiate(error))) => {
+                Err(InvocationError::Instantiate(one_line(&error)))
+            }
         };
         let mut sandbox = store.into_data();
-        sandbox.collect_output();
+        let result = match result {
+            Err(InvocationError::Trap(_)) if sandbox.output_full() => {
+                Err(InvocationError::HostLimit(format!(
+                    "output limit of {} bytes per stream exceeded",
+                    super::sandbox::OUTPUT_CAPACITY
+                )))
+            }
+            other => other,
+        };
+        let output = sandbox.collect_output();
+        let result = result.and_then(|()| output);
         (result, sandbox)
     }
+}
+
+/// Which export an invocation calls.
+#[derive(Debug, Clone, Copy)]
+enum Export {
+    Tick,
+    ValidateConfig,
+}
+
+/// Where an invocation stopped short of a result.
+enum Failure {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
 }
 
 /// One instance kept alive across calls: for benchmarks measuring the call alone. The tick path
@@ -287,14 +348,12 @@ pub struct WarmPolicy {
 
 impl WarmPolicy {
     /// Calls `tick` again on the same instance, discarding intents and staged state.
-    pub fn call_tick(&mut self, config: &str) -> Result<(), InvocationError> {
-        self.store
-            .set_epoch_deadline(deadline_ticks(self.store.data().limits.deadline));
+    pub async fn call_tick(&mut self, config: &str) -> Result<(), InvocationError> {
         let sandbox = self.store.data_mut();
         sandbox.host_calls = 0;
         sandbox.bytes = 0;
         sandbox.intents.clear();
-        match self.policy.call_tick(&mut self.store, config) {
+        match self.policy.call_tick(&mut self.store, config).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(InvocationError::Policy(message)),
             Err(error) => Err(InvocationError::Trap(one_line(&error))),
@@ -305,7 +364,7 @@ impl WarmPolicy {
 impl CompiledPolicy {
     /// Instantiates once for repeated calls; see [`WarmPolicy`].
     #[doc(hidden)]
-    pub fn instantiate_warm(
+    pub async fn instantiate_warm(
         &self,
         limits: Limits,
         access: Access,
@@ -321,24 +380,34 @@ impl CompiledPolicy {
         );
         let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(deadline_ticks(limits.deadline));
-        store.epoch_deadline_trap();
+        store.epoch_deadline_async_yield_and_update(1);
         let policy = self
             .pre
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|e| InvocationError::Instantiate(one_line(&e)))?;
         Ok(WarmPolicy { store, policy })
     }
 }
 
 impl Sandbox {
-    /// Moves captured stdout/stderr into the log lines and the host log.
-    fn collect_output(&mut self) {
+    /// Moves captured stdout/stderr into the log lines and the host log, charging their bytes
+    /// to the invocation's byte limit.
+    fn collect_output(&mut self) -> Result<(), InvocationError> {
+        let mut result = Ok(());
         for (stream, pipe) in [
-            (GuestStream::Stdout, &self.stdout),
-            (GuestStream::Stderr, &self.stderr),
+            (GuestStream::Stdout, self.stdout.clone()),
+            (GuestStream::Stderr, self.stderr.clone()),
         ] {
             let bytes = pipe.contents();
+            if result.is_ok() {
+                result = self
+                    .charge_bytes(bytes.len())
+                    .map_err(|e| InvocationError::HostLimit(e.to_string()));
+            }
+            if result.is_err() {
+                continue;
+            }
             for line in String::from_utf8_lossy(&bytes)
                 .lines()
                 .filter(|l| !l.is_empty())
@@ -350,8 +419,23 @@ impl Sandbox {
                 });
             }
         }
+        result
+    }
+
+    /// The policy's error message, charged to the byte limit and kept short in records.
+    fn policy_error(&mut self, message: String) -> InvocationError {
+        if let Err(limit) = self.charge_bytes(message.len()) {
+            return InvocationError::HostLimit(format!(
+                "the policy's error message of {} bytes: {limit}",
+                message.len()
+            ));
+        }
+        InvocationError::Policy(super::sandbox::clip(message, MAX_ERROR_CHARS))
     }
 }
+
+/// How much of a policy's error message is kept in audit records and health.
+const MAX_ERROR_CHARS: usize = 4096;
 
 fn classify(error: &wasmtime::Error, sandbox: &Sandbox, limits: Limits) -> InvocationError {
     if let Some(why) = &sandbox.limit_exceeded {

@@ -1,6 +1,6 @@
 //! The store data of one invocation: what the policy may reach, what it asked for, what it used.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +20,8 @@ use crate::state::StateStore;
 use crate::tick::Scope;
 
 /// Captured guest output per stream; a write beyond it fails in the guest (Rust's `println!`
-/// then panics, ending the tick).
-const OUTPUT_CAPACITY: usize = 256 << 10;
+/// then panics, ending the tick, which is then reported as a limit).
+pub(crate) const OUTPUT_CAPACITY: usize = 256 << 10;
 
 /// The cluster and the grants a ticking policy reads and acts through. Absent while a config is
 /// being validated: then every read is refused and no intent may be recorded.
@@ -103,37 +103,79 @@ impl StagedState {
     }
 }
 
-/// Caps an instance's linear memory and table growth.
+/// Caps what an instance may hold: the sum over all its linear memories and tables (a component
+/// may have several of each), not each one alone.
 pub(crate) struct MemoryCap {
     limit: usize,
+    /// Bytes granted so far: memories' sizes plus tables' elements at [`TABLE_ELEMENT_BYTES`].
+    used: usize,
     pub(crate) exceeded: bool,
+}
+
+/// What one table element is charged: a function reference's size in the host.
+const TABLE_ELEMENT_BYTES: usize = 16;
+
+impl MemoryCap {
+    fn new(limit: usize) -> Self {
+        MemoryCap {
+            limit,
+            used: 0,
+            exceeded: false,
+        }
+    }
+
+    /// Grants `more` bytes if the sum stays within the limit.
+    fn grow(&mut self, more: usize, what: &str) -> wasmtime::Result<bool> {
+        let total = self.used.saturating_add(more);
+        if total > self.limit {
+            self.exceeded = true;
+            return Err(format_err!(
+                "memory limit of {} bytes exceeded ({what} would bring the sandbox to {total})",
+                self.limit
+            ));
+        }
+        self.used = total;
+        Ok(true)
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = true;
-            return Err(format_err!(
-                "memory limit of {} bytes exceeded (asked for {desired})",
-                self.limit
-            ));
-        }
-        Ok(true)
+        self.grow(desired.saturating_sub(current), "a memory's growth")
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        let elements = desired.saturating_sub(current);
+        self.grow(
+            elements.saturating_mul(TABLE_ELEMENT_BYTES),
+            "a table's growth",
+        )
     }
+}
+
+/// `text`, cut to at most `max` bytes on a character boundary, saying how long it was.
+pub(crate) fn clip(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let total = text.len();
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("… ({total} bytes)"));
+    text
 }
 
 /// Store data of one invocation, fresh each time: an empty WASI, the policy's grants, its staged
@@ -156,7 +198,12 @@ pub struct Sandbox {
     pub(crate) state: StagedState,
     pub(crate) intents: Vec<Intent>,
     pub(crate) logs: Vec<super::GuestLine>,
+    /// The distinct VMs this invocation named in `set-power` (each costs a backend lookup).
+    power_targets: HashSet<(String, String)>,
 }
+
+/// The most distinct VMs one tick may name in `set-power`.
+pub const MAX_POWER_TARGETS: usize = 1024;
 
 impl Sandbox {
     /// A sandbox for one invocation at host time `now`.
@@ -192,10 +239,7 @@ impl Sandbox {
             table: ResourceTable::new(),
             stdout,
             stderr,
-            memory: MemoryCap {
-                limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
-                exceeded: false,
-            },
+            memory: MemoryCap::new(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX)),
             limits,
             host_calls: 0,
             bytes: 0,
@@ -207,13 +251,35 @@ impl Sandbox {
             state,
             intents: Vec::new(),
             logs: Vec::new(),
+            power_targets: HashSet::new(),
         }
+    }
+
+    /// Counts a VM named in `set-power`; traps past [`MAX_POWER_TARGETS`] distinct ones.
+    pub(crate) fn name_power_target(&mut self, pool: &str, vm_id: &str) -> wasmtime::Result<()> {
+        let key = (pool.to_owned(), vm_id.to_owned());
+        if self.power_targets.contains(&key) {
+            return Ok(());
+        }
+        if self.power_targets.len() >= MAX_POWER_TARGETS {
+            let why =
+                format!("a tick may name at most {MAX_POWER_TARGETS} distinct VMs in set-power");
+            self.limit_exceeded = Some(why.clone());
+            return Err(format_err!(why));
+        }
+        self.power_targets.insert(key);
+        Ok(())
+    }
+
+    /// Whether the guest filled a captured output stream (its next write failed).
+    pub(crate) fn output_full(&self) -> bool {
+        self.stdout.contents().len() >= OUTPUT_CAPACITY
+            || self.stderr.contents().len() >= OUTPUT_CAPACITY
     }
 
     /// Counts one host call moving `bytes` across the boundary; traps past the limits.
     pub(crate) fn charge(&mut self, bytes: usize) -> wasmtime::Result<()> {
         self.host_calls += 1;
-        self.bytes += bytes as u64;
         if self.host_calls > self.limits.max_host_calls {
             let why = format!(
                 "host-call limit of {} per invocation exceeded",
@@ -222,6 +288,13 @@ impl Sandbox {
             self.limit_exceeded = Some(why.clone());
             return Err(format_err!(why));
         }
+        self.charge_bytes(bytes)
+    }
+
+    /// Counts `bytes` crossing the boundary outside a host call's arguments (an answer, the
+    /// guest's output, its error message); traps past the limit.
+    pub(crate) fn charge_bytes(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        self.bytes = self.bytes.saturating_add(bytes as u64);
         if self.bytes > self.limits.max_bytes {
             let why = format!(
                 "limit of {} bytes passed per invocation exceeded",

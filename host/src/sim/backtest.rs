@@ -13,8 +13,7 @@ use serde::Serialize;
 
 use super::baselines::{Baseline, Observation};
 use super::model::{BacktestCluster, MINUTE_MS, Model, Totals, workload};
-use crate::backends::Cluster;
-use crate::runtime::{CompiledPolicy, Limits};
+use crate::runtime::{CompiledPolicy, EngineConfig, Limits};
 use crate::state::StateStore;
 use crate::tick::{
     AuditLog, AuditRecord, BindError, BindingSpec, FallbackSpec, Outcome, TargetSpec, TenantSpec,
@@ -282,8 +281,17 @@ impl Backtest {
             cluster.clone(),
             state,
             Arc::new(AuditLog::in_memory(0)),
-            u64::MAX,
+            &EngineConfig {
+                max_memory_bytes: u64::MAX,
+                ..EngineConfig::default()
+            },
         );
+        // Ticks replay one after another on a runtime of the backtest's own: the deadline and
+        // the policy's host calls are awaited there, in this thread.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| BacktestError::Invalid(format!("cannot start a runtime: {e}")))?;
         engine.add_tenant(TenantSpec {
             name: "backtest".into(),
             namespaces: vec!["backtest".into()],
@@ -319,15 +327,15 @@ impl Backtest {
             },
             fallback: FallbackSpec::default(),
         };
-        let binding = engine
-            .bind(spec, policy)
+        let binding = runtime
+            .block_on(engine.bind(spec, policy))
             .map_err(|source| BacktestError::Bind {
                 name: name.into(),
                 source,
             })?;
         let mut failed = 0;
         let ticks = self.replay(&cluster, progress, |_| {
-            let record = engine.tick(&binding);
+            let record = runtime.block_on(engine.tick(&binding));
             if let Outcome::Failed { .. } = record.outcome {
                 failed += 1;
             }
@@ -356,8 +364,7 @@ impl Backtest {
                 }
             };
             let wanted = baseline.decide(&observation).clamp(min, max);
-            // The backtest's only workload always exists: scaling it cannot fail.
-            let _ = cluster.scale(&workload(), wanted);
+            cluster.model().scale(wanted);
         });
         let name = baseline.name().to_owned();
         self.finish(&name, "baseline", &cluster, ticks, 0)

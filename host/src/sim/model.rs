@@ -19,7 +19,9 @@ use std::sync::{Mutex, MutexGuard};
 use serde::Serialize;
 
 use crate::backends::promql::parse_query;
-use crate::backends::{Clock, Cluster};
+use async_trait::async_trait;
+
+use crate::backends::{Actuator, Clock, MetricSource, VmInventory, WorkloadReader};
 use crate::model::{
     BackendError, Capacity, PowerState, Sample, Series, TimestampMs, Vm, WorkloadKind, WorkloadRef,
     WorkloadStatus,
@@ -279,8 +281,9 @@ impl Clock for BacktestCluster {
     }
 }
 
-impl Cluster for BacktestCluster {
-    fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
+#[async_trait]
+impl MetricSource for BacktestCluster {
+    async fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
         let query = parse_query(promql)?;
         let model = self.model();
         let labels = Self::labels();
@@ -308,7 +311,7 @@ impl Cluster for BacktestCluster {
             .collect())
     }
 
-    fn query_range(
+    async fn query_range(
         &self,
         promql: &str,
         start: TimestampMs,
@@ -345,29 +348,7 @@ impl Cluster for BacktestCluster {
         Ok(vec![Series { labels, samples }])
     }
 
-    fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
-        Self::check(target)?;
-        Ok(self.model().status())
-    }
-
-    fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
-        let model = self.model();
-        let counted = if exclude.contains(&workload()) {
-            0
-        } else {
-            u64::from(model.replicas)
-        };
-        Ok(Capacity {
-            nodes: 1,
-            allocatable_cpu_millis: 1 << 40,
-            requested_cpu_millis: counted * CPU_REQUEST_MILLIS,
-            allocatable_memory_bytes: 1 << 50,
-            requested_memory_bytes: counted << 28,
-            pending_pods: 0,
-        })
-    }
-
-    fn events(
+    async fn events(
         &self,
         service: &str,
         window_ms: u64,
@@ -410,21 +391,57 @@ impl Cluster for BacktestCluster {
         }
         Ok(hosts)
     }
+}
 
-    fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
+#[async_trait]
+impl WorkloadReader for BacktestCluster {
+    async fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError> {
+        Self::check(target)?;
+        Ok(self.model().status())
+    }
+
+    async fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
+        let model = self.model();
+        let counted = if exclude.contains(&workload()) {
+            0
+        } else {
+            u64::from(model.replicas)
+        };
+        Ok(Capacity {
+            nodes: 1,
+            allocatable_cpu_millis: 1 << 40,
+            requested_cpu_millis: counted * CPU_REQUEST_MILLIS,
+            allocatable_memory_bytes: 1 << 50,
+            requested_memory_bytes: counted << 28,
+            pending_pods: 0,
+        })
+    }
+}
+
+#[async_trait]
+impl VmInventory for BacktestCluster {
+    async fn vms(&self, pool: &str) -> Result<Vec<Vm>, BackendError> {
         Err(BackendError::NotFound(format!(
             "vm pool {pool}: backtests have no VM pools"
         )))
     }
+}
 
-    fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
+#[async_trait]
+impl Actuator for BacktestCluster {
+    async fn scale(&self, target: &WorkloadRef, replicas: u32) -> Result<(), BackendError> {
         Self::check(target)?;
         self.model().scale(replicas);
         Ok(())
     }
 
-    fn set_power(&self, pool: &str, _vm_id: &str, _state: PowerState) -> Result<(), BackendError> {
-        self.vms(pool).map(drop)
+    async fn set_power(
+        &self,
+        pool: &str,
+        _vm_id: &str,
+        _state: PowerState,
+    ) -> Result<(), BackendError> {
+        self.vms(pool).await.map(drop)
     }
 }
 
@@ -478,21 +495,23 @@ mod tests {
         assert_eq!(m.totals.max_replicas, 5);
     }
 
-    #[test]
-    fn serves_the_workload_and_events_to_policies() {
+    #[tokio::test]
+    async fn serves_the_workload_and_events_to_policies() {
         let cluster = BacktestCluster::new(Model::new(vec![150.0], 100.0, 0, 600_000, 2, 15_000));
         cluster.model().observe();
-        let status = cluster.workload(&workload()).expect("status");
+        let status = cluster.workload(&workload()).await.expect("status");
         assert_eq!(
             (status.replicas, status.ready, status.cpu_usage_millis),
             (2, 2, Some(1500))
         );
         let rpm = cluster
             .query("scalehost_requests_per_minute{workload=\"app\"}", 600_000)
+            .await
             .expect("query");
         assert_eq!(rpm[0].samples[0].value, 150.0);
         let events = cluster
             .events("backtest/app/requests", 60_000, 600_000)
+            .await
             .expect("events");
         assert_eq!(events.len(), 2);
         assert!(
@@ -502,6 +521,7 @@ mod tests {
         assert!(
             cluster
                 .workload(&WorkloadRef::deployment("web", "api"))
+                .await
                 .is_err()
         );
     }

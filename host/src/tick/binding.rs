@@ -189,10 +189,21 @@ pub struct Binding {
     pub(crate) scope: Arc<Scope>,
     pub(crate) generation: u64,
     pub(crate) paused: Arc<AtomicBool>,
-    /// Held for the length of a tick.
-    pub(crate) ticking: Arc<Mutex<()>>,
+    /// Held for the length of a tick: one tick of a binding at a time, across revisions.
+    pub(crate) ticking: Arc<tokio::sync::Mutex<()>>,
+    /// Where a tick commits: removal and state clearing go through it too.
+    pub(crate) gate: Arc<Mutex<CommitGate>>,
     pub(crate) rails: Arc<Mutex<HashMap<WorkloadRef, RailHistory>>>,
     pub(crate) health: Arc<Mutex<Health>>,
+}
+
+/// What a tick checks at its commit point, shared by every revision of a binding.
+#[derive(Debug, Default)]
+pub(crate) struct CommitGate {
+    /// The binding was removed: a tick in flight commits and applies nothing.
+    pub(crate) retired: bool,
+    /// Bumped when the binding's state is cleared: a tick that began before commits nothing.
+    pub(crate) state_epoch: u64,
 }
 
 /// A shadow revision: ticks with its binding, its intents recorded in the audit and never

@@ -1,17 +1,25 @@
 //! Runs one tick of a binding: invoke, then commit state and apply intents through the rails, or
 //! count the failure and fall back; always leave an audit record.
+//!
+//! Start with [`TickEngine::tick`] (async: the invocation, its host calls and the actuation are
+//! awaited on the runtime, never on a thread of their own) and [`TickEngine::bind`]. A tenant's
+//! invocations draw instances from its fair share of the pool (see [`InstanceShares`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::audit::{Action, AuditLog, AuditRecord, Outcome, ShadowRecord};
 use super::binding::{Binding, BindingSpec, FallbackAction, Shadow};
 use super::scope::{Scope, TenantSpec};
 use crate::backends::{Clock, Cluster};
-use crate::model::{BackendError, TimestampMs, WorkloadRef};
-use crate::runtime::{Access, CompiledPolicy, Intent, InvocationError, StagedState};
+use crate::model::{BackendError, PowerState, TimestampMs, WorkloadRef};
+use crate::runtime::{
+    Access, CompiledPolicy, EngineConfig, Intent, Invocation, InvocationError, StagedState,
+};
 use crate::state::{StateStore, namespace, shadow_namespace};
 
 /// Why a binding was refused.
@@ -69,7 +77,8 @@ pub struct TickEngine {
     clock: Arc<dyn Clock>,
     state: Arc<StateStore>,
     audit: Arc<AuditLog>,
-    max_memory_bytes: u64,
+    ceilings: EngineConfig,
+    shares: InstanceShares,
     tenants: RwLock<BTreeMap<String, TenantSpec>>,
     bindings: RwLock<BTreeMap<(String, String), Arc<Binding>>>,
     generations: AtomicU64,
@@ -106,27 +115,27 @@ struct Checked {
 
 /// The longest interval between ticks.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
-/// The longest deadline of one invocation.
-pub const MAX_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Attempts at an actuation call that the backend answers `unavailable`.
 const ACTUATION_ATTEMPTS: u32 = 3;
 
 impl TickEngine {
-    /// An engine acting on `cluster`, reading time from `clock`.
+    /// An engine acting on `cluster`, reading time from `clock`, holding every binding to the
+    /// operator's `ceilings` (limits, intervals, the instance pool and its per-tenant shares).
     pub fn new(
         cluster: Arc<dyn Cluster>,
         clock: Arc<dyn Clock>,
         state: Arc<StateStore>,
         audit: Arc<AuditLog>,
-        max_memory_bytes: u64,
+        ceilings: &EngineConfig,
     ) -> Self {
         TickEngine {
             cluster,
             clock,
             state,
             audit,
-            max_memory_bytes,
+            shares: InstanceShares::new(ceilings),
+            ceilings: ceilings.clone(),
             tenants: RwLock::default(),
             bindings: RwLock::default(),
             generations: AtomicU64::new(0),
@@ -229,22 +238,26 @@ impl TickEngine {
     /// Checks a binding (scope, one writer per target, rails, limits, and the config through the
     /// policy's own `validate-config`) and, if all holds, installs it, replacing a binding of the
     /// same name. Its state and rail memory carry over a replacement.
-    pub fn bind(
+    pub async fn bind(
         &self,
         spec: BindingSpec,
         policy: Arc<CompiledPolicy>,
     ) -> Result<Arc<Binding>, BindError> {
-        self.bind_with(spec, policy, BindOptions::default())
+        self.bind_with(spec, policy, BindOptions::default()).await
     }
 
     /// [`bind`](Self::bind) with a revision number, a shadow revision, and the pause switch.
-    pub fn bind_with(
+    pub async fn bind_with(
         &self,
         spec: BindingSpec,
         policy: Arc<CompiledPolicy>,
         options: BindOptions,
     ) -> Result<Arc<Binding>, BindError> {
-        self.install_checked(spec, policy, options, true)
+        self.check_binding(&spec, &policy).await?;
+        if let Some(shadow) = &options.shadow {
+            self.check_binding(&shadow.spec, &shadow.policy).await?;
+        }
+        self.install(spec, policy, options)
     }
 
     /// Installs a binding whose config was already accepted by its policy (see
@@ -256,17 +269,7 @@ impl TickEngine {
         policy: Arc<CompiledPolicy>,
         options: BindOptions,
     ) -> Result<Arc<Binding>, BindError> {
-        self.install_checked(spec, policy, options, false)
-    }
-
-    fn install_checked(
-        &self,
-        spec: BindingSpec,
-        policy: Arc<CompiledPolicy>,
-        options: BindOptions,
-        validate: bool,
-    ) -> Result<Arc<Binding>, BindError> {
-        let checked = self.check(&spec, &policy, validate)?;
+        let checked = self.check(&spec)?;
         let shadow = match options.shadow {
             Some(shadow) => {
                 if shadow.spec.tenant != spec.tenant || shadow.spec.name != spec.name {
@@ -275,7 +278,7 @@ impl TickEngine {
                         message: "a shadow belongs to its own binding".into(),
                     });
                 }
-                let scope = self.check(&shadow.spec, &shadow.policy, validate)?.scope;
+                let scope = self.check(&shadow.spec)?.scope;
                 Some(Shadow {
                     config_json: shadow.spec.config.to_string(),
                     spec: shadow.spec,
@@ -289,15 +292,30 @@ impl TickEngine {
         let key = (spec.tenant.clone(), spec.name.clone());
         let mut bindings = self.bindings.write().unwrap_or_else(|p| p.into_inner());
         check_owners(&bindings, &key, &checked.scope, &checked.id)?;
-        let (rails, health, paused, ticking, generation) = match bindings.get(&key) {
+        if !bindings.contains_key(&key) {
+            let max = self.ceilings.max_bindings_per_tenant as usize;
+            let count = bindings.keys().filter(|(t, _)| *t == spec.tenant).count();
+            if count >= max {
+                return Err(BindError::Invalid {
+                    binding: checked.id,
+                    message: format!(
+                        "tenant {} has {count} bindings, the most the operator allows (max_bindings_per_tenant)",
+                        spec.tenant
+                    ),
+                });
+            }
+        }
+        let (rails, health, paused, ticking, gate, generation) = match bindings.get(&key) {
             Some(old) => (
                 old.rails.clone(),
                 old.health.clone(),
                 old.paused.clone(),
                 old.ticking.clone(),
+                old.gate.clone(),
                 old.generation,
             ),
             None => (
+                Arc::default(),
                 Arc::default(),
                 Arc::default(),
                 Arc::default(),
@@ -320,6 +338,7 @@ impl TickEngine {
             generation,
             paused,
             ticking,
+            gate,
             rails,
             health,
         });
@@ -327,23 +346,42 @@ impl TickEngine {
         Ok(binding)
     }
 
-    /// Checks a binding without installing it (what [`bind`](Self::bind) checks first).
-    pub fn check_binding(
+    /// Checks a binding without installing it (what [`bind`](Self::bind) checks first): scope,
+    /// ownership, rails and limits, then the config through the policy's `validate-config`,
+    /// which runs under the binding's deadline and limits on the tenant's share of instances.
+    pub async fn check_binding(
         &self,
         spec: &BindingSpec,
         policy: &CompiledPolicy,
     ) -> Result<(), BindError> {
-        self.check(spec, policy, true).map(|_| ())
+        let checked = self.check(spec)?;
+        let refused = |message: String| BindError::Config {
+            binding: checked.id.clone(),
+            message,
+        };
+        let _permits = self
+            .shares
+            .acquire(&spec.tenant, spec.limits.deadline)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        let staged = StagedState::new(self.state.clone(), namespace(&spec.tenant, &spec.name));
+        policy
+            .validate_config(
+                &spec.config.to_string(),
+                spec.limits,
+                spec.tenant.as_str().into(),
+                spec.name.as_str().into(),
+                self.clock_for(&checked.scope.tenant).now_ms(),
+                staged,
+            )
+            .await
+            .map_err(|e| refused(crate::display_chain(&e)))
     }
 
     /// [`check_binding`](Self::check_binding) without the policy's `validate-config`: scope,
     /// ownership, rails, limits.
-    pub fn check_binding_quick(
-        &self,
-        spec: &BindingSpec,
-        policy: &CompiledPolicy,
-    ) -> Result<(), BindError> {
-        self.check(spec, policy, false).map(|_| ())
+    pub fn check_binding_quick(&self, spec: &BindingSpec) -> Result<(), BindError> {
+        self.check(spec).map(|_| ())
     }
 
     /// Pauses or resumes `tenant/name`; false if there is no such binding.
@@ -357,12 +395,7 @@ impl TickEngine {
         }
     }
 
-    fn check(
-        &self,
-        spec: &BindingSpec,
-        policy: &CompiledPolicy,
-        validate: bool,
-    ) -> Result<Checked, BindError> {
+    fn check(&self, spec: &BindingSpec) -> Result<Checked, BindError> {
         let id = format!("{}/{}", spec.tenant, spec.name);
         let invalid = |message: String| BindError::Invalid {
             binding: id.clone(),
@@ -378,19 +411,36 @@ impl TickEngine {
                 binding: id.clone(),
                 tenant: spec.tenant.clone(),
             })?;
-        if spec.interval < Duration::from_millis(10) || spec.interval > MAX_INTERVAL {
-            return Err(invalid("interval must be from 10ms to 1d".into()));
-        }
-        if spec.limits.deadline > MAX_DEADLINE {
+        let ceilings = &self.ceilings;
+        let min_interval = ceilings.min_interval;
+        if spec.interval < min_interval || spec.interval > MAX_INTERVAL {
             return Err(invalid(format!(
-                "limits.deadline must be at most {}s",
-                MAX_DEADLINE.as_secs()
+                "interval must be from {} (the operator's min_interval) to 1d",
+                crate::duration::format(min_interval)
             )));
         }
-        if spec.limits.memory_bytes > self.max_memory_bytes {
+        if spec.limits.deadline > ceilings.max_deadline {
+            return Err(invalid(format!(
+                "limits.deadline must be at most {} (the operator's max_deadline)",
+                crate::duration::format(ceilings.max_deadline)
+            )));
+        }
+        if spec.limits.memory_bytes > ceilings.max_memory_bytes {
             return Err(invalid(format!(
                 "limits.memory_bytes {} exceeds the engine's max_memory_bytes {}",
-                spec.limits.memory_bytes, self.max_memory_bytes
+                spec.limits.memory_bytes, ceilings.max_memory_bytes
+            )));
+        }
+        if spec.limits.max_host_calls > ceilings.max_host_calls {
+            return Err(invalid(format!(
+                "limits.max_host_calls {} exceeds the engine's max_host_calls {}",
+                spec.limits.max_host_calls, ceilings.max_host_calls
+            )));
+        }
+        if spec.limits.max_bytes > ceilings.max_bytes {
+            return Err(invalid(format!(
+                "limits.max_bytes {} exceeds the engine's max_bytes {}",
+                spec.limits.max_bytes, ceilings.max_bytes
             )));
         }
         if spec.fallback.after_failures == 0 {
@@ -436,27 +486,12 @@ impl TickEngine {
             &scope,
             &id,
         )?;
-        if !validate {
-            return Ok(Checked { id, scope });
-        }
-        let staged = StagedState::new(self.state.clone(), namespace(&spec.tenant, &spec.name));
-        policy
-            .validate_config(
-                &spec.config.to_string(),
-                spec.limits,
-                spec.tenant.as_str().into(),
-                spec.name.as_str().into(),
-                self.clock_for(&scope.tenant).now_ms(),
-                staged,
-            )
-            .map_err(|e| BindError::Config {
-                binding: id.clone(),
-                message: crate::display_chain(&e),
-            })?;
         Ok(Checked { id, scope })
     }
 
-    /// Removes a binding and waits for a tick in flight to end; its state stays in the store.
+    /// Removes a binding at once, without waiting for a tick in flight: that tick (it ends by
+    /// its deadline) finds its binding retired and applies nothing and writes no state. The
+    /// binding's state stays in the store.
     pub fn unbind(&self, tenant: &str, name: &str) -> Option<Arc<Binding>> {
         let removed = self
             .bindings
@@ -464,28 +499,42 @@ impl TickEngine {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(tenant.to_owned(), name.to_owned()));
         if let Some(binding) = &removed {
-            drop(binding.ticking.lock().unwrap_or_else(|p| p.into_inner()));
+            binding
+                .gate
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retired = true;
         }
         removed
     }
 
-    /// Runs `work` while no tick of `tenant/name` is in flight (e.g. clearing its state).
+    /// Runs `work` where no tick of `tenant/name` can commit (e.g. clearing its state); a tick
+    /// in flight that started before it commits nothing.
     pub fn between_ticks<T>(&self, tenant: &str, name: &str, work: impl FnOnce() -> T) -> T {
         match self.binding(tenant, name) {
             Some(binding) => {
-                let _ticking = binding.ticking.lock().unwrap_or_else(|p| p.into_inner());
+                let mut gate = binding.gate.lock().unwrap_or_else(|p| p.into_inner());
+                gate.state_epoch += 1;
                 work()
             }
             None => work(),
         }
     }
 
-    /// Runs one tick of `binding` now, blocking: invoke the policy in a fresh sandbox; on Ok commit
-    /// its state and apply its intents through the rails; on failure apply nothing, count it, and
+    /// Runs one tick of `binding` now: invoke the policy in a fresh sandbox; on Ok commit its
+    /// state and apply its intents through the rails; on failure apply nothing, count it, and
     /// fall back once failures reach the threshold. Returns (and logs) the audit record.
-    pub fn tick(&self, binding: &Binding) -> AuditRecord {
-        // One tick of a binding at a time, across revisions: removing it waits for this one.
-        let _ticking = binding.ticking.lock().unwrap_or_else(|p| p.into_inner());
+    ///
+    /// One tick of a binding runs at a time, across revisions. A tick whose binding was removed,
+    /// or whose state was cleared, while it ran commits and applies nothing; a target that a
+    /// newer revision dropped is not scaled.
+    pub async fn tick(&self, binding: &Binding) -> AuditRecord {
+        let _ticking = binding.ticking.lock().await;
+        let state_epoch = binding
+            .gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .state_epoch;
         let now = self.clock_for(&binding.scope.tenant).now_ms();
         let cluster = self.cluster_for(&binding.scope.tenant);
         let access = Access {
@@ -496,15 +545,27 @@ impl TickEngine {
             self.state.clone(),
             namespace(&binding.tenant, &binding.name),
         );
-        let invocation = binding.policy.tick(
-            &binding.config_json,
-            binding.spec.limits,
-            binding.tenant.clone(),
-            binding.name.clone(),
-            now,
-            access,
-            staged,
-        );
+        let invocation = match self
+            .shares
+            .acquire(&binding.tenant, binding.spec.limits.deadline)
+            .await
+        {
+            Ok(_permits) => {
+                binding
+                    .policy
+                    .tick(
+                        &binding.config_json,
+                        binding.spec.limits,
+                        binding.tenant.clone(),
+                        binding.name.clone(),
+                        now,
+                        access,
+                        staged,
+                    )
+                    .await
+            }
+            Err(busy) => Invocation::refused(busy, staged),
+        };
         let mut record = AuditRecord {
             seq: 0,
             at: now,
@@ -512,10 +573,7 @@ impl TickEngine {
             binding: binding.name.to_string(),
             plugin: binding.policy.digest().to_owned(),
             revision: binding.revision,
-            shadow: binding
-                .shadow
-                .as_ref()
-                .map(|shadow| self.tick_shadow(binding, shadow, now)),
+            shadow: None,
             outcome: Outcome::Ok,
             intents: invocation.intents,
             actions: Vec::new(),
@@ -527,44 +585,78 @@ impl TickEngine {
         };
         let state = invocation.state;
         let result = invocation.result.and_then(|()| {
+            // The commit point: under the gate, so a removal or a state clearing either came
+            // before (nothing is committed) or comes after.
+            let gate = binding.gate.lock().unwrap_or_else(|p| p.into_inner());
+            if gate.retired {
+                return Err(InvocationError::State(
+                    "the binding was removed while the tick ran; nothing applied".into(),
+                ));
+            }
+            if gate.state_epoch != state_epoch {
+                return Err(InvocationError::State(
+                    "the binding's state was cleared while the tick ran; nothing applied".into(),
+                ));
+            }
             state
                 .commit()
                 .map_err(|e| InvocationError::State(crate::display_chain(&e)))
         });
-        let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
-        health.ticks += 1;
-        health.last_tick_at = Some(now);
+        let retired = binding
+            .gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retired;
         match result {
             Ok(writes) => {
                 record.state_writes = writes;
-                health.consecutive_failures = 0;
-                health.failing = false;
-                drop(health);
-                record.actions = self.apply_intents(binding, &record.intents, now);
+                {
+                    let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
+                    health.ticks += 1;
+                    health.last_tick_at = Some(now);
+                    health.consecutive_failures = 0;
+                    health.failing = false;
+                }
+                record.actions = self.apply_intents(binding, &record.intents, now).await;
             }
             Err(error) => {
-                health.failed_ticks += 1;
-                health.consecutive_failures += 1;
-                health.last_error = Some(error.to_string());
-                record.consecutive_failures = health.consecutive_failures;
                 let fallback = binding.spec.fallback;
-                if health.consecutive_failures >= fallback.after_failures {
-                    health.failing = true;
-                    drop(health);
+                let fall_back = {
+                    let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
+                    health.ticks += 1;
+                    health.last_tick_at = Some(now);
+                    health.failed_ticks += 1;
+                    health.consecutive_failures += 1;
+                    health.last_error = Some(error.to_string());
+                    record.consecutive_failures = health.consecutive_failures;
+                    let fall_back =
+                        health.consecutive_failures >= fallback.after_failures && !retired;
+                    if fall_back {
+                        health.failing = true;
+                    }
+                    fall_back
+                };
+                if fall_back {
                     tracing::warn!(tenant = %binding.tenant, binding = %binding.name, %error, "binding failing, fallback applies");
                     record.fallback = Some(match fallback.action {
                         FallbackAction::Hold => "hold".to_owned(),
                         FallbackAction::Fixed(n) => format!("fixed {n}"),
                     });
                     if let FallbackAction::Fixed(n) = fallback.action {
-                        record.actions = self.apply_fallback(binding, n, now);
+                        record.actions = self.apply_fallback(binding, n, now).await;
                     }
                 } else {
-                    drop(health);
                     tracing::info!(tenant = %binding.tenant, binding = %binding.name, %error, "tick failed, nothing applied");
                 }
                 record.outcome = Outcome::Failed { error };
             }
+        }
+        // The shadow runs after the active revision's intents were applied: it never delays
+        // them.
+        if let Some(shadow) = &binding.shadow
+            && !retired
+        {
+            record.shadow = Some(self.tick_shadow(binding, shadow, now).await);
         }
         self.audit.append(&mut record);
         record
@@ -572,7 +664,12 @@ impl TickEngine {
 
     /// Runs the shadow revision on the same instant, dry: its state is committed under its own
     /// namespace, its intents only recorded.
-    fn tick_shadow(&self, binding: &Binding, shadow: &Shadow, now: TimestampMs) -> ShadowRecord {
+    async fn tick_shadow(
+        &self,
+        binding: &Binding,
+        shadow: &Shadow,
+        now: TimestampMs,
+    ) -> ShadowRecord {
         let access = Access {
             cluster: self.cluster_for(&shadow.scope.tenant),
             scope: shadow.scope.clone(),
@@ -581,15 +678,27 @@ impl TickEngine {
             self.state.clone(),
             shadow_namespace(&binding.tenant, &binding.name),
         );
-        let invocation = shadow.policy.tick(
-            &shadow.config_json,
-            shadow.spec.limits,
-            binding.tenant.clone(),
-            binding.name.clone(),
-            now,
-            access,
-            staged,
-        );
+        let invocation = match self
+            .shares
+            .acquire(&binding.tenant, shadow.spec.limits.deadline)
+            .await
+        {
+            Ok(_permits) => {
+                shadow
+                    .policy
+                    .tick(
+                        &shadow.config_json,
+                        shadow.spec.limits,
+                        binding.tenant.clone(),
+                        binding.name.clone(),
+                        now,
+                        access,
+                        staged,
+                    )
+                    .await
+            }
+            Err(busy) => Invocation::refused(busy, staged),
+        };
         let result = invocation.result.and_then(|()| {
             invocation
                 .state
@@ -607,7 +716,7 @@ impl TickEngine {
         }
     }
 
-    fn apply_intents(
+    async fn apply_intents(
         &self,
         binding: &Binding,
         intents: &[Intent],
@@ -627,16 +736,33 @@ impl TickEngine {
                 }
             }
         }
-        let mut actions: Vec<Action> = requests
-            .iter()
-            .map(|&(target, requested)| self.scale(binding, target, requested, now, true))
-            .collect();
+        // A newer revision may have dropped a target while this tick ran: scale only what the
+        // binding still owns.
+        let current = self.binding(&binding.tenant, &binding.name);
+        let mut actions = Vec::with_capacity(requests.len());
+        for (target, requested) in requests {
+            let still_owned = current
+                .as_ref()
+                .is_some_and(|c| c.scope.targets.contains(target));
+            actions.push(if still_owned {
+                self.scale(binding, target, requested, now, true).await
+            } else {
+                refused_scale(target, requested, "no longer a target of this binding")
+            });
+        }
+        // Identical power intents of one tick are one operation.
+        let mut seen: Vec<(&str, &str, PowerState)> = Vec::new();
         for intent in intents {
             if let Intent::Power {
                 pool, vm_id, state, ..
             } = intent
             {
+                if seen.contains(&(pool.as_str(), vm_id.as_str(), *state)) {
+                    continue;
+                }
+                seen.push((pool, vm_id, *state));
                 let error = retry(|| cluster.set_power(pool, vm_id, *state))
+                    .await
                     .err()
                     .map(|e| e.to_string());
                 actions.push(Action::Power {
@@ -650,17 +776,24 @@ impl TickEngine {
         actions
     }
 
-    fn apply_fallback(&self, binding: &Binding, replicas: u32, now: TimestampMs) -> Vec<Action> {
-        binding
-            .spec
-            .targets
-            .iter()
-            .map(|t| self.scale(binding, &t.workload(), replicas, now, false))
-            .collect()
+    async fn apply_fallback(
+        &self,
+        binding: &Binding,
+        replicas: u32,
+        now: TimestampMs,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for target in &binding.spec.targets {
+            actions.push(
+                self.scale(binding, &target.workload(), replicas, now, false)
+                    .await,
+            );
+        }
+        actions
     }
 
     /// Scales one target; `with_rails` applies every rail, otherwise only min/max.
-    fn scale(
+    async fn scale(
         &self,
         binding: &Binding,
         target: &WorkloadRef,
@@ -675,14 +808,7 @@ impl TickEngine {
             .find(|t| t.workload() == *target)
         else {
             // Scope checks at intent time make this unreachable; refuse rather than act.
-            return Action::Scale {
-                target: target.clone(),
-                current: 0,
-                requested,
-                applied: 0,
-                adjustments: Vec::new(),
-                error: Some("not a target of this binding".into()),
-            };
+            return refused_scale(target, requested, "not a target of this binding");
         };
         let rails = if with_rails {
             spec.rails()
@@ -690,36 +816,36 @@ impl TickEngine {
             super::guard::Rails::bounds(spec.min_replicas, spec.max_replicas)
         };
         let cluster = self.cluster_for(&binding.scope.tenant);
-        let current = match retry(|| cluster.workload(target)) {
+        let current = match retry(|| cluster.workload(target)).await {
             Ok(status) => status.replicas,
-            Err(e) => {
-                return Action::Scale {
-                    target: target.clone(),
-                    current: 0,
-                    requested,
-                    applied: 0,
-                    adjustments: Vec::new(),
-                    error: Some(e.to_string()),
-                };
-            }
+            Err(e) => return refused_scale(target, requested, &e.to_string()),
         };
-        let mut histories = binding.rails.lock().unwrap_or_else(|p| p.into_inner());
-        let history = histories.entry(target.clone()).or_default();
-        let verdict = rails.judge(history, current, requested, now);
+        let verdict = {
+            let mut histories = binding.rails.lock().unwrap_or_else(|p| p.into_inner());
+            let history = histories.entry(target.clone()).or_default();
+            rails.judge(history, current, requested, now)
+        };
         let bounded = requested.clamp(spec.min_replicas, spec.max_replicas);
         let error = if verdict.replicas != current {
             retry(|| cluster.scale(target, verdict.replicas))
+                .await
                 .err()
                 .map(|e| e.to_string())
         } else {
             None
         };
-        history.record(
-            now,
-            bounded,
-            error.is_none() && verdict.replicas != current,
-            spec.stabilization_down,
-        );
+        binding
+            .rails
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(target.clone())
+            .or_default()
+            .record(
+                now,
+                bounded,
+                error.is_none() && verdict.replicas != current,
+                spec.stabilization_down,
+            );
         Action::Scale {
             target: target.clone(),
             current,
@@ -732,6 +858,88 @@ impl TickEngine {
             adjustments: verdict.adjustments,
             error,
         }
+    }
+}
+
+/// A scale action that was not attempted, and why.
+fn refused_scale(target: &WorkloadRef, requested: u32, why: &str) -> Action {
+    Action::Scale {
+        target: target.clone(),
+        current: 0,
+        requested,
+        applied: 0,
+        adjustments: Vec::new(),
+        error: Some(why.to_owned()),
+    }
+}
+
+/// The instance pool shared fairly: every invocation holds a permit of the whole pool and one
+/// of its tenant's share, so one tenant can hold at most `max_instances_per_tenant` instances
+/// and never starve the others of the pool. A permit is awaited for at most the invocation's
+/// deadline; a tenant whose share is exhausted fails only its own invocations.
+pub(crate) struct InstanceShares {
+    pool: Arc<Semaphore>,
+    per_tenant: u32,
+    tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// No instance could be had within the deadline.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no sandbox instance free within {wait}: {which} ({held} of {size} in use); the tick did not run"
+)]
+pub(crate) struct Busy {
+    wait: String,
+    which: &'static str,
+    held: usize,
+    size: usize,
+}
+
+impl InstanceShares {
+    fn new(config: &EngineConfig) -> Self {
+        let pool = config.max_concurrent_instances.max(1);
+        InstanceShares {
+            pool: Arc::new(Semaphore::new(pool as usize)),
+            per_tenant: config.max_instances_per_tenant.clamp(1, pool),
+            tenants: Mutex::default(),
+        }
+    }
+
+    async fn acquire(
+        &self,
+        tenant: &str,
+        wait: Duration,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), Busy> {
+        let share = self
+            .tenants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant as usize)))
+            .clone();
+        let deadline = tokio::time::Instant::now() + wait;
+        let busy = |which, semaphore: &Semaphore, size: usize| Busy {
+            wait: crate::duration::format(wait),
+            which,
+            held: size - semaphore.available_permits(),
+            size,
+        };
+        let tenant_permit = tokio::time::timeout_at(deadline, share.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                busy(
+                    "the tenant's share is in use",
+                    &share,
+                    self.per_tenant as usize,
+                )
+            })?
+            .expect("shares are never closed");
+        let pool_size = self.pool.available_permits();
+        let pool_permit = tokio::time::timeout_at(deadline, self.pool.clone().acquire_owned())
+            .await
+            .map_err(|_| busy("the host's pool is in use", &self.pool, pool_size))?
+            .expect("the pool is never closed");
+        Ok((tenant_permit, pool_permit))
     }
 }
 
@@ -766,12 +974,16 @@ fn check_owners(
 }
 
 /// Retries a backend call that answered `unavailable`, with a short backoff.
-fn retry<T>(mut call: impl FnMut() -> Result<T, BackendError>) -> Result<T, BackendError> {
+async fn retry<T, F, Fut>(mut call: F) -> Result<T, BackendError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BackendError>>,
+{
     let mut attempt = 1;
     loop {
-        match call() {
+        match call().await {
             Err(BackendError::Unavailable(_)) if attempt < ACTUATION_ATTEMPTS => {
-                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                 attempt += 1;
             }
             other => return other,

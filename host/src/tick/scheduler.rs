@@ -1,5 +1,6 @@
 //! Schedules each binding's ticks on tokio: a jittered phase, a fixed interval, one tick at a
-//! time per binding, each on a blocking thread so a slow policy delays nothing else.
+//! time per binding. A tick is a task on the runtime, not a thread: it is bounded by its
+//! deadline, and its guest yields to the runtime every epoch.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -78,11 +79,7 @@ impl Scheduler {
                 if binding.is_paused() {
                     continue;
                 }
-                let engine = engine.clone();
-                let tick = tokio::task::spawn_blocking(move || engine.tick(&binding));
-                if let Err(error) = tick.await {
-                    tracing::error!(%tenant, binding = %name, %error, "tick task failed");
-                }
+                engine.tick(&binding).await;
             }
         });
     }

@@ -8,6 +8,10 @@ use super::super::bindings::types::{HostError, PowerState, ScaleChange, Workload
 use super::types::ref_bytes;
 use crate::model;
 use crate::runtime::Intent;
+use crate::runtime::sandbox::clip;
+
+/// How much of an intent's reason is kept in its audit record (all of it is charged).
+const MAX_REASON_BYTES: usize = 1024;
 
 fn not_during_validation() -> HostError {
     HostError::Forbidden("actuation is not available during validate-config".into())
@@ -15,7 +19,7 @@ fn not_during_validation() -> HostError {
 
 impl Host for Sandbox {
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
-    fn scale(
+    async fn scale(
         &mut self,
         target: WorkloadRef,
         change: ScaleChange,
@@ -43,7 +47,7 @@ impl Host for Sandbox {
         let base = match (earlier, change) {
             (Some(requested), _) => requested,
             (None, model::ScaleChange::To(_)) => 0,
-            (None, model::ScaleChange::By(_)) => match access.cluster.workload(&target) {
+            (None, model::ScaleChange::By(_)) => match access.cluster.workload(&target).await {
                 Ok(status) => status.replicas,
                 Err(e) => return Ok(Err(e.into())),
             },
@@ -53,13 +57,13 @@ impl Host for Sandbox {
             target,
             change,
             requested,
-            reason,
+            reason: clip(reason, MAX_REASON_BYTES),
         });
         Ok(Ok(requested))
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
-    fn set_power(
+    async fn set_power(
         &mut self,
         pool: String,
         vm_id: String,
@@ -70,10 +74,11 @@ impl Host for Sandbox {
         let Some(access) = self.access.clone() else {
             return Ok(Err(not_during_validation()));
         };
+        self.name_power_target(&pool, &vm_id)?;
         if let Err(e) = access.scope.check_power(&pool) {
             return Ok(Err(e.into()));
         }
-        match access.cluster.vms(&pool) {
+        match access.cluster.vms(&pool).await {
             Ok(vms) if vms.iter().any(|vm| vm.id == vm_id) => {}
             Ok(_) => {
                 return Ok(Err(HostError::NotFound(format!(
@@ -86,7 +91,7 @@ impl Host for Sandbox {
             pool,
             vm_id,
             state: state.into(),
-            reason,
+            reason: clip(reason, MAX_REASON_BYTES),
         });
         Ok(Ok(()))
     }

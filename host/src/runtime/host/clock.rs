@@ -4,7 +4,7 @@ use super::super::Sandbox;
 use super::super::bindings::clock::Host;
 
 impl Host for Sandbox {
-    fn now(&mut self) -> wasmtime::Result<u64> {
+    async fn now(&mut self) -> wasmtime::Result<u64> {
         self.charge(8)?;
         Ok(self.now)
     }

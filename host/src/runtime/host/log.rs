@@ -4,7 +4,7 @@ use super::super::bindings::log::{Host, Level};
 use super::super::{GuestLine, GuestStream, Sandbox};
 
 impl Host for Sandbox {
-    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         self.charge(message.len())?;
         let (tenant, binding) = (&*self.tenant, &*self.binding);
         let stream = match level {

@@ -1,4 +1,7 @@
 //! Host side of `metrics`: scope-checked reads from the binding's cluster backend.
+//!
+//! Each read awaits its backend; the invocation's deadline bounds it (the whole call is dropped
+//! when the deadline passes), so a backend's own timeout is only a second line of defence.
 
 use tracing::instrument;
 
@@ -30,7 +33,7 @@ impl Sandbox {
             Ok(mut series) => {
                 // Series of namespaces not granted to the tenant are not the policy's to see.
                 series.retain(|s| access.scope.may_see(&s.labels));
-                self.charge(series_bytes(&series))?;
+                self.charge_bytes(series_bytes(&series))?;
                 Ok(Ok(series.into_iter().map(Into::into).collect()))
             }
             Err(e) => Ok(Err(e.into())),
@@ -40,7 +43,7 @@ impl Sandbox {
 
 impl Host for Sandbox {
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
-    fn query(&mut self, promql: String) -> Answer<Vec<Series>> {
+    async fn query(&mut self, promql: String) -> Answer<Vec<Series>> {
         self.charge(promql.len())?;
         let access = match self.access() {
             Ok(a) => a,
@@ -49,12 +52,12 @@ impl Host for Sandbox {
         if let Err(e) = access.scope.check_custom_metric(&promql) {
             return Ok(Err(e.into()));
         }
-        let result = access.cluster.query(&promql, self.now);
+        let result = access.cluster.query(&promql, self.now).await;
         self.series_answer(&access, result)
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
-    fn query_range(
+    async fn query_range(
         &mut self,
         promql: String,
         start: u64,
@@ -69,12 +72,13 @@ impl Host for Sandbox {
         // Never the future: host time is the tick's instant.
         let result = access
             .cluster
-            .query_range(&promql, start, end.min(self.now), step_ms);
+            .query_range(&promql, start, end.min(self.now), step_ms)
+            .await;
         self.series_answer(&access, result)
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
-    fn workload(&mut self, target: WorkloadRef) -> Answer<WorkloadStatus> {
+    async fn workload(&mut self, target: WorkloadRef) -> Answer<WorkloadStatus> {
         self.charge(ref_bytes(&target) + 32)?;
         let access = match self.access() {
             Ok(a) => a,
@@ -87,12 +91,13 @@ impl Host for Sandbox {
         Ok(access
             .cluster
             .workload(&target)
+            .await
             .map(Into::into)
             .map_err(Into::into))
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
-    fn capacity(&mut self, exclude: Vec<WorkloadRef>) -> Answer<Capacity> {
+    async fn capacity(&mut self, exclude: Vec<WorkloadRef>) -> Answer<Capacity> {
         self.charge(exclude.iter().map(ref_bytes).sum::<usize>() + 48)?;
         let access = match self.access() {
             Ok(a) => a,
@@ -107,12 +112,13 @@ impl Host for Sandbox {
         Ok(access
             .cluster
             .capacity(&exclude)
+            .await
             .map(Into::into)
             .map_err(Into::into))
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
-    fn events(&mut self, service: String, window_ms: u64) -> Answer<Vec<Series>> {
+    async fn events(&mut self, service: String, window_ms: u64) -> Answer<Vec<Series>> {
         self.charge(service.len() + 8)?;
         let access = match self.access() {
             Ok(a) => a,
@@ -121,12 +127,12 @@ impl Host for Sandbox {
         if let Err(e) = access.scope.check_service(&service) {
             return Ok(Err(e.into()));
         }
-        let result = access.cluster.events(&service, window_ms, self.now);
+        let result = access.cluster.events(&service, window_ms, self.now).await;
         self.series_answer(&access, result)
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
-    fn vms(&mut self, pool: String) -> Answer<Vec<Vm>> {
+    async fn vms(&mut self, pool: String) -> Answer<Vec<Vm>> {
         self.charge(pool.len())?;
         let access = match self.access() {
             Ok(a) => a,
@@ -135,9 +141,9 @@ impl Host for Sandbox {
         if let Err(e) = access.scope.check_pool(&pool) {
             return Ok(Err(e.into()));
         }
-        match access.cluster.vms(&pool) {
+        match access.cluster.vms(&pool).await {
             Ok(vms) => {
-                self.charge(vms.iter().map(|v| v.id.len() + v.name.len() + 32).sum())?;
+                self.charge_bytes(vms.iter().map(|v| v.id.len() + v.name.len() + 32).sum())?;
                 Ok(Ok(vms.into_iter().map(Into::into).collect()))
             }
             Err(e) => Ok(Err(e.into())),
