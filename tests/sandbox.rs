@@ -352,3 +352,67 @@ async fn limits_above_the_operators_ceilings_are_refused() {
         assert!(refused.to_string().contains(needle), "{refused}");
     }
 }
+
+/// One tenant's 64 endless bindings, ticking all at once, hold at most its share of the pool:
+/// another tenant's ticks meanwhile neither fail nor wait for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_that_floods_the_pool_fails_only_its_own_ticks() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    engine.add_tenant(scalehost::tick::TenantSpec {
+        name: "hog".into(),
+        ..tenant()
+    });
+    let mut hogs = Vec::new();
+    for i in 0..64 {
+        let mut spec = fixture_binding(&format!("spin-{i}"), "endless-loop", json!({}), vec![]);
+        spec.tenant = "hog".into();
+        spec.limits.deadline = Duration::from_secs(2);
+        hogs.push(engine.bind(spec, fixture()).await.expect("binds"));
+    }
+    let healthy = engine
+        .bind(
+            fixture_binding("healthy", "counter", json!({}), vec![]),
+            fixture(),
+        )
+        .await
+        .expect("binds");
+    let flood: Vec<_> = hogs
+        .into_iter()
+        .map(|binding| {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.tick(&binding).await })
+        })
+        .collect();
+    // Let the hog's ticks take their instances.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let record = engine.tick(&healthy).await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(100),
+        "the other tenant's slowest tick took {slowest:?}"
+    );
+    let mut deadlines = 0;
+    let mut busy = 0;
+    for tick in flood {
+        match failure(&tick.await.expect("ticks").outcome) {
+            InvocationError::Deadline(_) => deadlines += 1,
+            InvocationError::Busy(m) if m.contains("tenant's share") => busy += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The share is 16 instances: 16 ran to their deadline, the rest waited theirs for an
+    // instance; when the first 16 gave theirs back, at most 16 more could start.
+    let share = scalehost::runtime::EngineConfig::default().max_instances_per_tenant as usize;
+    assert_eq!(deadlines + busy, 64);
+    assert!(
+        (share..=2 * share).contains(&deadlines),
+        "{deadlines} ran, {busy} found the share in use"
+    );
+}
