@@ -449,7 +449,10 @@ async fn a_python_sleep_ends_at_the_deadline() {
         invocation.result,
         Err(scalehost::runtime::InvocationError::Deadline("1s".into()))
     );
-    assert!(took < std::time::Duration::from_secs(3), "the tick took {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the tick took {took:?}"
+    );
     let started = std::time::Instant::now();
     let checked = policy
         .validate_config(
@@ -471,5 +474,8 @@ async fn a_python_sleep_ends_at_the_deadline() {
         ),
         "{checked:?}"
     );
-    assert!(took < std::time::Duration::from_secs(3), "the check took {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the check took {took:?}"
+    );
 }

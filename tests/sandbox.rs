@@ -394,8 +394,10 @@ async fn a_tenant_that_floods_the_pool_fails_only_its_own_ticks() {
         assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Unshared, the pool would be full (the tick fails) or the spinning guests would hold the
+    // workers (it waits for their 2 s deadline); 500 ms leaves room for a loaded CI machine.
     assert!(
-        slowest < Duration::from_millis(100),
+        slowest < Duration::from_millis(500),
         "the other tenant's slowest tick took {slowest:?}"
     );
     let mut deadlines = 0;

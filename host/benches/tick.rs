@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use scalehost::backends::Actuator as _;
 use scalehost::backends::simulated::{
     LoadSpec, NodeSpec, SimSpec, SimWorkloadSpec, SimulatedCluster,
 };
-use scalehost::backends::Actuator as _;
 use scalehost::model::{WorkloadKind, WorkloadRef};
 use scalehost::runtime::{Access, EngineConfig, Limits, PolicyEngine, StagedState};
 use scalehost::state::StateStore;

@@ -111,7 +111,8 @@ struct ValidationKey {
     tenant: String,
     name: String,
     digest: String,
-    config: String,
+    /// sha256 of the config as the policy sees it (the memo holds no request bodies).
+    config: [u8; 32],
     limits: Limits,
 }
 
@@ -121,7 +122,7 @@ impl ValidationKey {
             tenant: spec.tenant.clone(),
             name: spec.name.clone(),
             digest: policy.digest().to_owned(),
-            config: spec.config.to_string(),
+            config: sha256(&spec.config.to_string()),
             limits: spec.limits,
         }
     }

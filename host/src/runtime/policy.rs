@@ -281,8 +281,18 @@ impl CompiledPolicy {
         let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|s| &mut s.memory);
         // Yield to the runtime at every epoch (2 ms): a guest spinning in wasm code never holds
-        // a runtime thread, and the deadline below is checked between its slices.
-        store.epoch_deadline_async_yield_and_update(1);
+        // a runtime thread, and the deadline below is checked between its slices. The epoch
+        // also stops guest code at the deadline itself, should the runtime's timer lag (a busy
+        // runtime polls its timers only every so many tasks).
+        let hard_deadline = Instant::now() + limits.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= hard_deadline {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Yield(1)
+            })
+        });
         let pre = &self.pre;
         let run = async {
             let policy = pre

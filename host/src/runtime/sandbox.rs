@@ -202,6 +202,9 @@ pub struct Sandbox {
     power_targets: HashSet<(String, String)>,
 }
 
+/// The most WASI resources (streams, pollables) one invocation may hold at once.
+const MAX_WASI_RESOURCES: usize = 1024;
+
 /// The most distinct VMs one tick may name in `set-power`.
 pub const MAX_POWER_TARGETS: usize = 1024;
 
@@ -233,10 +236,15 @@ impl Sandbox {
             .secure_random(SmallRng::seed_from_u64(seed))
             .insecure_random(SmallRng::seed_from_u64(seed.rotate_left(17)))
             .insecure_random_seed(u128::from(seed))
+            .max_random_size(limits.max_bytes)
             .build();
+        // WASI resources (streams, pollables) live in host memory outside the memory cap: a
+        // policy needs a handful.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_WASI_RESOURCES);
         Sandbox {
             wasi,
-            table: ResourceTable::new(),
+            table,
             stdout,
             stderr,
             memory: MemoryCap::new(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX)),

@@ -359,9 +359,9 @@ impl TickEngine {
             binding: checked.id.clone(),
             message,
         };
-        let _permits = self
+        let _permit = self
             .shares
-            .acquire(&spec.tenant, spec.limits.deadline)
+            .acquire_for_check(spec.limits.deadline)
             .await
             .map_err(|e| refused(e.to_string()))?;
         let staged = StagedState::new(self.state.clone(), namespace(&spec.tenant, &spec.name));
@@ -584,29 +584,29 @@ impl TickEngine {
             consecutive_failures: 0,
         };
         let state = invocation.state;
+        // A tick overtaken by a removal or a state clearing is discarded: it commits nothing,
+        // applies nothing, and is no failure of the policy's (no fallback).
+        let mut discarded = false;
         let result = invocation.result.and_then(|()| {
-            // The commit point: under the gate, so a removal or a state clearing either came
-            // before (nothing is committed) or comes after.
-            let gate = binding.gate.lock().unwrap_or_else(|p| p.into_inner());
-            if gate.retired {
-                return Err(InvocationError::State(
-                    "the binding was removed while the tick ran; nothing applied".into(),
-                ));
-            }
-            if gate.state_epoch != state_epoch {
-                return Err(InvocationError::State(
-                    "the binding's state was cleared while the tick ran; nothing applied".into(),
-                ));
-            }
-            state
-                .commit()
-                .map_err(|e| InvocationError::State(crate::display_chain(&e)))
+            commit_gated(binding, state_epoch, state).map_err(|refused| match refused {
+                Refused::Discarded(error) => {
+                    discarded = true;
+                    error
+                }
+                Refused::Failed(error) => error,
+            })
         });
-        let retired = binding
-            .gate
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retired;
+        let retired = discarded
+            || binding
+                .gate
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retired;
+        if discarded && let Err(error) = result {
+            record.outcome = Outcome::Failed { error };
+            self.audit.append(&mut record);
+            return record;
+        }
         match result {
             Ok(writes) => {
                 record.state_writes = writes;
@@ -656,7 +656,7 @@ impl TickEngine {
         if let Some(shadow) = &binding.shadow
             && !retired
         {
-            record.shadow = Some(self.tick_shadow(binding, shadow, now).await);
+            record.shadow = Some(self.tick_shadow(binding, shadow, now, state_epoch).await);
         }
         self.audit.append(&mut record);
         record
@@ -669,6 +669,7 @@ impl TickEngine {
         binding: &Binding,
         shadow: &Shadow,
         now: TimestampMs,
+        state_epoch: u64,
     ) -> ShadowRecord {
         let access = Access {
             cluster: self.cluster_for(&shadow.scope.tenant),
@@ -700,10 +701,7 @@ impl TickEngine {
             Err(busy) => Invocation::refused(busy, staged),
         };
         let result = invocation.result.and_then(|()| {
-            invocation
-                .state
-                .commit()
-                .map_err(|e| InvocationError::State(crate::display_chain(&e)))
+            commit_gated(binding, state_epoch, invocation.state).map_err(Refused::into_error)
         });
         ShadowRecord {
             plugin: shadow.policy.digest().to_owned(),
@@ -736,19 +734,17 @@ impl TickEngine {
                 }
             }
         }
-        // A newer revision may have dropped a target while this tick ran: scale only what the
-        // binding still owns.
-        let current = self.binding(&binding.tenant, &binding.name);
+        // The binding may be removed, or a newer revision may drop a target or pool, while
+        // this tick acts: each action checks that the binding still owns what it touches.
         let mut actions = Vec::with_capacity(requests.len());
         for (target, requested) in requests {
-            let still_owned = current
-                .as_ref()
-                .is_some_and(|c| c.scope.targets.contains(target));
-            actions.push(if still_owned {
-                self.scale(binding, target, requested, now, true).await
-            } else {
-                refused_scale(target, requested, "no longer a target of this binding")
-            });
+            actions.push(
+                if self.still_owns(binding, |s| s.targets.contains(target)) {
+                    self.scale(binding, target, requested, now, true).await
+                } else {
+                    refused_scale(target, requested, "no longer a target of this binding")
+                },
+            );
         }
         // Identical power intents of one tick are one operation.
         let mut seen: Vec<(&str, &str, PowerState)> = Vec::new();
@@ -761,10 +757,14 @@ impl TickEngine {
                     continue;
                 }
                 seen.push((pool, vm_id, *state));
-                let error = retry(|| cluster.set_power(pool, vm_id, *state))
-                    .await
-                    .err()
-                    .map(|e| e.to_string());
+                let error = if self.still_owns(binding, |s| s.pools.contains(pool)) {
+                    retry(|| cluster.set_power(pool, vm_id, *state))
+                        .await
+                        .err()
+                        .map(|e| e.to_string())
+                } else {
+                    Some("no longer a pool of this binding".to_owned())
+                };
                 actions.push(Action::Power {
                     pool: pool.clone(),
                     vm_id: vm_id.clone(),
@@ -784,12 +784,31 @@ impl TickEngine {
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         for target in &binding.spec.targets {
+            let workload = target.workload();
             actions.push(
-                self.scale(binding, &target.workload(), replicas, now, false)
-                    .await,
+                if self.still_owns(binding, |s| s.targets.contains(&workload)) {
+                    self.scale(binding, &workload, replicas, now, false).await
+                } else {
+                    refused_scale(&workload, replicas, "no longer a target of this binding")
+                },
             );
         }
         actions
+    }
+
+    /// Whether `binding`'s tick may still act on what `owns` picks out of the current
+    /// revision's scope: the binding is not removed (nor removed and created again).
+    fn still_owns(&self, binding: &Binding, owns: impl Fn(&Scope) -> bool) -> bool {
+        if binding
+            .gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retired
+        {
+            return false;
+        }
+        self.binding(&binding.tenant, &binding.name)
+            .is_some_and(|current| current.generation == binding.generation && owns(&current.scope))
     }
 
     /// Scales one target; `with_rails` applies every rail, otherwise only min/max.
@@ -861,6 +880,41 @@ impl TickEngine {
     }
 }
 
+/// Commits a tick's staged state at its commit point, under the binding's gate: a removal or a
+/// state clearing either came before (nothing is committed) or comes after.
+fn commit_gated(binding: &Binding, state_epoch: u64, state: StagedState) -> Result<usize, Refused> {
+    let gate = binding.gate.lock().unwrap_or_else(|p| p.into_inner());
+    if gate.retired {
+        return Err(Refused::Discarded(InvocationError::State(
+            "the binding was removed while the tick ran; nothing applied".into(),
+        )));
+    }
+    if gate.state_epoch != state_epoch {
+        return Err(Refused::Discarded(InvocationError::State(
+            "the binding's state was cleared while the tick ran; nothing applied".into(),
+        )));
+    }
+    state
+        .commit()
+        .map_err(|e| Refused::Failed(InvocationError::State(crate::display_chain(&e))))
+}
+
+/// Why a tick's state was not committed.
+enum Refused {
+    /// Overtaken by a removal or a state clearing: not the policy's failure.
+    Discarded(InvocationError),
+    /// The store failed.
+    Failed(InvocationError),
+}
+
+impl Refused {
+    fn into_error(self) -> InvocationError {
+        match self {
+            Refused::Discarded(error) | Refused::Failed(error) => error,
+        }
+    }
+}
+
 /// A scale action that was not attempted, and why.
 fn refused_scale(target: &WorkloadRef, requested: u32, why: &str) -> Action {
     Action::Scale {
@@ -879,6 +933,7 @@ fn refused_scale(target: &WorkloadRef, requested: u32, why: &str) -> Action {
 /// deadline; a tenant whose share is exhausted fails only its own invocations.
 pub(crate) struct InstanceShares {
     pool: Arc<Semaphore>,
+    pool_size: usize,
     per_tenant: u32,
     tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
@@ -900,6 +955,7 @@ impl InstanceShares {
         let pool = config.max_concurrent_instances.max(1);
         InstanceShares {
             pool: Arc::new(Semaphore::new(pool as usize)),
+            pool_size: pool as usize,
             per_tenant: config.max_instances_per_tenant.clamp(1, pool),
             tenants: Mutex::default(),
         }
@@ -921,7 +977,7 @@ impl InstanceShares {
         let busy = |which, semaphore: &Semaphore, size: usize| Busy {
             wait: crate::duration::format(wait),
             which,
-            held: size - semaphore.available_permits(),
+            held: size.saturating_sub(semaphore.available_permits()),
             size,
         };
         let tenant_permit = tokio::time::timeout_at(deadline, share.clone().acquire_owned())
@@ -934,12 +990,33 @@ impl InstanceShares {
                 )
             })?
             .expect("shares are never closed");
-        let pool_size = self.pool.available_permits();
-        let pool_permit = tokio::time::timeout_at(deadline, self.pool.clone().acquire_owned())
-            .await
-            .map_err(|_| busy("the host's pool is in use", &self.pool, pool_size))?
-            .expect("the pool is never closed");
+        let pool_permit = self.pool_permit(deadline, wait).await?;
         Ok((tenant_permit, pool_permit))
+    }
+
+    /// A permit of the host's pool alone, awaited until `deadline`.
+    async fn pool_permit(
+        &self,
+        deadline: tokio::time::Instant,
+        wait: Duration,
+    ) -> Result<OwnedSemaphorePermit, Busy> {
+        let permit = tokio::time::timeout_at(deadline, self.pool.clone().acquire_owned())
+            .await
+            .map_err(|_| Busy {
+                wait: crate::duration::format(wait),
+                which: "the host's pool is in use",
+                held: self.pool_size.saturating_sub(self.pool.available_permits()),
+                size: self.pool_size,
+            })?
+            .expect("the pool is never closed");
+        Ok(permit)
+    }
+
+    /// A permit for a config check: the host's pool only, not the tenant's share, so that a
+    /// tenant whose ticks fill its share (endless policies, say) can still be fixed by a PUT.
+    async fn acquire_for_check(&self, wait: Duration) -> Result<OwnedSemaphorePermit, Busy> {
+        self.pool_permit(tokio::time::Instant::now() + wait, wait)
+            .await
     }
 }
 
