@@ -365,14 +365,7 @@ async fn python_policy_gets_errors_not_access_and_its_prints_reach_the_log() {
             "t".into(),
             "escape".into(),
             0,
-            scalehost::runtime::Access {
-                cluster: sim.clone(),
-                scope: Arc::new(scalehost::tick::Scope {
-                    tenant: tenant(),
-                    targets: vec![],
-                    pools: vec![],
-                }),
-            },
+            tenant_access(&sim),
             StagedState::new(state, "t/escape".into()),
         )
         .await;
@@ -433,14 +426,7 @@ async fn a_python_sleep_ends_at_the_deadline() {
             "t".into(),
             "sleepy".into(),
             0,
-            scalehost::runtime::Access {
-                cluster: sim.clone(),
-                scope: Arc::new(scalehost::tick::Scope {
-                    tenant: tenant(),
-                    targets: vec![],
-                    pools: vec![],
-                }),
-            },
+            tenant_access(&sim),
             StagedState::new(state.clone(), "t/sleepy".into()),
         )
         .await;

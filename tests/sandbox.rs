@@ -10,6 +10,19 @@ use scalehost::runtime::{GuestStream, InvocationError, Limits};
 use scalehost::tick::Outcome;
 use serde_json::json;
 
+/// A well-behaved binding of tenant `t` to tick beside a misbehaving one.
+async fn healthy_counter(
+    engine: &scalehost::tick::TickEngine,
+) -> std::sync::Arc<scalehost::tick::Binding> {
+    engine
+        .bind(
+            fixture_binding("healthy", "counter", json!({}), vec![]),
+            fixture(),
+        )
+        .await
+        .expect("binds")
+}
+
 fn failure(outcome: &Outcome) -> &InvocationError {
     match outcome {
         Outcome::Failed { error } => error,
@@ -21,13 +34,7 @@ fn failure(outcome: &Outcome) -> &InvocationError {
 async fn each_misbehaving_fixture_fails_only_its_own_tick() {
     let sim = sim();
     let engine = tick_engine(&sim);
-    let healthy = engine
-        .bind(
-            fixture_binding("healthy", "counter", json!({}), vec![]),
-            fixture(),
-        )
-        .await
-        .expect("binds");
+    let healthy = healthy_counter(&engine).await;
     let cases: [(&str, fn(&InvocationError) -> bool); 6] = [
         ("trap", |e| matches!(e, InvocationError::Trap(_))),
         (
@@ -273,13 +280,7 @@ async fn a_config_check_that_sleeps_fails_at_its_deadline() {
 async fn floods_fail_their_own_tick_with_a_limit() {
     let sim = sim();
     let engine = tick_engine(&sim);
-    let healthy = engine
-        .bind(
-            fixture_binding("healthy", "counter", json!({}), vec![]),
-            fixture(),
-        )
-        .await
-        .expect("binds");
+    let healthy = healthy_counter(&engine).await;
     let limit = |needle: &'static str| move |e: &InvocationError| matches!(e, InvocationError::HostLimit(m) if m.contains(needle));
     let cases: Vec<(
         &str,
@@ -370,13 +371,7 @@ async fn a_tenant_that_floods_the_pool_fails_only_its_own_ticks() {
         spec.limits.deadline = Duration::from_secs(2);
         hogs.push(engine.bind(spec, fixture()).await.expect("binds"));
     }
-    let healthy = engine
-        .bind(
-            fixture_binding("healthy", "counter", json!({}), vec![]),
-            fixture(),
-        )
-        .await
-        .expect("binds");
+    let healthy = healthy_counter(&engine).await;
     let flood: Vec<_> = hogs
         .into_iter()
         .map(|binding| {

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -443,14 +442,7 @@ async fn guest_logs_are_captured() {
             "t".into(),
             "counter".into(),
             0,
-            scalehost::runtime::Access {
-                cluster: sim.clone(),
-                scope: Arc::new(scalehost::tick::Scope {
-                    tenant: tenant(),
-                    targets: vec![],
-                    pools: vec![],
-                }),
-            },
+            tenant_access(&sim),
             scalehost::runtime::StagedState::new(engine.state().clone(), "t/counter".into()),
         )
         .await;

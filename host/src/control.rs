@@ -519,8 +519,7 @@ impl Control {
             .collect();
         self.engine.add_tenant(spec.clone());
         let checked = bindings.iter().try_for_each(|((t, n), binding)| {
-            let (spec, policy, options) = self.prepare(t, n, binding)?;
-            let _ = policy;
+            let (spec, _, options) = self.prepare(t, n, binding)?;
             self.engine.check_binding_quick(&spec)?;
             if let Some(shadow) = &options.shadow {
                 self.engine.check_binding_quick(&shadow.spec)?;

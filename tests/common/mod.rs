@@ -13,9 +13,11 @@ use scalehost::backends::simulated::{
     LoadSpec, NodeSpec, SimSpec, SimVmSpec, SimWorkloadSpec, SimulatedCluster, VmPoolSpec,
 };
 use scalehost::model::{PowerState, WorkloadKind, WorkloadRef};
-use scalehost::runtime::{CompiledPolicy, EngineConfig, Limits, PolicyEngine};
+use scalehost::runtime::{Access, CompiledPolicy, EngineConfig, Limits, PolicyEngine};
 use scalehost::state::StateStore;
-use scalehost::tick::{AuditLog, BindingSpec, FallbackSpec, TargetSpec, TenantSpec, TickEngine};
+use scalehost::tick::{
+    AuditLog, BindingSpec, FallbackSpec, Scope, TargetSpec, TenantSpec, TickEngine,
+};
 use serde_json::{Value, json};
 
 /// One wasm engine for the whole test binary, as in the host.
@@ -122,6 +124,19 @@ pub fn tenant() -> TenantSpec {
         workloads: vec![],
         vm_pools: vec!["pool".into()],
         backend: None,
+    }
+}
+
+/// What a policy invoked directly (not through the engine) reads through: `sim`, with tenant
+/// `t`'s grants and no targets.
+pub fn tenant_access(sim: &Arc<SimulatedCluster>) -> Access {
+    Access {
+        cluster: sim.clone(),
+        scope: Arc::new(Scope {
+            tenant: tenant(),
+            targets: vec![],
+            pools: vec![],
+        }),
     }
 }
 

@@ -536,36 +536,19 @@ impl TickEngine {
             .unwrap_or_else(|p| p.into_inner())
             .state_epoch;
         let now = self.clock_for(&binding.scope.tenant).now_ms();
-        let cluster = self.cluster_for(&binding.scope.tenant);
-        let access = Access {
-            cluster: cluster.clone(),
-            scope: binding.scope.clone(),
-        };
-        let staged = StagedState::new(
-            self.state.clone(),
-            namespace(&binding.tenant, &binding.name),
-        );
-        let invocation = match self
-            .shares
-            .acquire(&binding.tenant, binding.spec.limits.deadline)
-            .await
-        {
-            Ok(_permits) => {
-                binding
-                    .policy
-                    .tick(
-                        &binding.config_json,
-                        binding.spec.limits,
-                        binding.tenant.clone(),
-                        binding.name.clone(),
-                        now,
-                        access,
-                        staged,
-                    )
-                    .await
-            }
-            Err(busy) => Invocation::refused(busy, staged),
-        };
+        let invocation = self
+            .invoke(
+                binding,
+                Revision {
+                    policy: &binding.policy,
+                    config_json: &binding.config_json,
+                    limits: binding.spec.limits,
+                    scope: &binding.scope,
+                    state: namespace(&binding.tenant, &binding.name),
+                },
+                now,
+            )
+            .await;
         let mut record = AuditRecord {
             seq: 0,
             at: now,
@@ -583,37 +566,35 @@ impl TickEngine {
             elapsed_us: invocation.elapsed.as_micros() as u64,
             consecutive_failures: 0,
         };
-        let state = invocation.state;
         // A tick overtaken by a removal or a state clearing is discarded: it commits nothing,
         // applies nothing, and is no failure of the policy's (no fallback).
-        let mut discarded = false;
-        let result = invocation.result.and_then(|()| {
-            commit_gated(binding, state_epoch, state).map_err(|refused| match refused {
-                Refused::Discarded(error) => {
-                    discarded = true;
-                    error
+        let result = match invocation.result {
+            Ok(()) => match commit_gated(binding, state_epoch, invocation.state) {
+                Ok(writes) => Ok(writes),
+                Err(Refused::Failed(error)) => Err(error),
+                Err(Refused::Discarded(error)) => {
+                    record.outcome = Outcome::Failed { error };
+                    self.audit.append(&mut record);
+                    return record;
                 }
-                Refused::Failed(error) => error,
-            })
-        });
-        let retired = discarded
-            || binding
-                .gate
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .retired;
-        if discarded && let Err(error) = result {
-            record.outcome = Outcome::Failed { error };
-            self.audit.append(&mut record);
-            return record;
+            },
+            Err(error) => Err(error),
+        };
+        let retired = binding
+            .gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retired;
+        {
+            let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
+            health.ticks += 1;
+            health.last_tick_at = Some(now);
         }
         match result {
             Ok(writes) => {
                 record.state_writes = writes;
                 {
                     let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
-                    health.ticks += 1;
-                    health.last_tick_at = Some(now);
                     health.consecutive_failures = 0;
                     health.failing = false;
                 }
@@ -623,17 +604,13 @@ impl TickEngine {
                 let fallback = binding.spec.fallback;
                 let fall_back = {
                     let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
-                    health.ticks += 1;
-                    health.last_tick_at = Some(now);
                     health.failed_ticks += 1;
                     health.consecutive_failures += 1;
                     health.last_error = Some(error.to_string());
                     record.consecutive_failures = health.consecutive_failures;
                     let fall_back =
                         health.consecutive_failures >= fallback.after_failures && !retired;
-                    if fall_back {
-                        health.failing = true;
-                    }
+                    health.failing |= fall_back;
                     fall_back
                 };
                 if fall_back {
@@ -671,35 +648,19 @@ impl TickEngine {
         now: TimestampMs,
         state_epoch: u64,
     ) -> ShadowRecord {
-        let access = Access {
-            cluster: self.cluster_for(&shadow.scope.tenant),
-            scope: shadow.scope.clone(),
-        };
-        let staged = StagedState::new(
-            self.state.clone(),
-            shadow_namespace(&binding.tenant, &binding.name),
-        );
-        let invocation = match self
-            .shares
-            .acquire(&binding.tenant, shadow.spec.limits.deadline)
-            .await
-        {
-            Ok(_permits) => {
-                shadow
-                    .policy
-                    .tick(
-                        &shadow.config_json,
-                        shadow.spec.limits,
-                        binding.tenant.clone(),
-                        binding.name.clone(),
-                        now,
-                        access,
-                        staged,
-                    )
-                    .await
-            }
-            Err(busy) => Invocation::refused(busy, staged),
-        };
+        let invocation = self
+            .invoke(
+                binding,
+                Revision {
+                    policy: &shadow.policy,
+                    config_json: &shadow.config_json,
+                    limits: shadow.spec.limits,
+                    scope: &shadow.scope,
+                    state: shadow_namespace(&binding.tenant, &binding.name),
+                },
+                now,
+            )
+            .await;
         let result = invocation.result.and_then(|()| {
             commit_gated(binding, state_epoch, invocation.state).map_err(Refused::into_error)
         });
@@ -712,6 +673,41 @@ impl TickEngine {
             },
             intents: invocation.intents,
         }
+    }
+
+    /// Invokes one revision of `binding` at `now` on its tenant's share of instances: with
+    /// the tenant's backend and the revision's grants, its state staged over `revision.state`.
+    async fn invoke(
+        &self,
+        binding: &Binding,
+        revision: Revision<'_>,
+        now: TimestampMs,
+    ) -> Invocation {
+        let staged = StagedState::new(self.state.clone(), revision.state);
+        let permits = self
+            .shares
+            .acquire(&binding.tenant, revision.limits.deadline)
+            .await;
+        let _permits = match permits {
+            Ok(permits) => permits,
+            Err(busy) => return Invocation::refused(busy, staged),
+        };
+        let access = Access {
+            cluster: self.cluster_for(&revision.scope.tenant),
+            scope: revision.scope.clone(),
+        };
+        revision
+            .policy
+            .tick(
+                revision.config_json,
+                revision.limits,
+                binding.tenant.clone(),
+                binding.name.clone(),
+                now,
+                access,
+                staged,
+            )
+            .await
     }
 
     async fn apply_intents(
@@ -878,6 +874,16 @@ impl TickEngine {
             error,
         }
     }
+}
+
+/// What [`TickEngine::invoke`] runs: the active revision of a binding or its shadow.
+struct Revision<'a> {
+    policy: &'a CompiledPolicy,
+    config_json: &'a str,
+    limits: crate::runtime::Limits,
+    scope: &'a Arc<Scope>,
+    /// The state namespace its writes are staged over.
+    state: String,
 }
 
 /// Commits a tick's staged state at its commit point, under the binding's gate: a removal or a
