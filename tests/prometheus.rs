@@ -459,3 +459,53 @@ targets = [{{ namespace = "web", name = "api", min_replicas = 1, max_replicas = 
     );
     drop(server);
 }
+
+/// A Prometheus that accepts connections and never answers (its client would wait 60 s) costs
+/// a tick its deadline, not more: the request is dropped with the invocation, and the next tick
+/// runs on time and meets the same fate, no worse.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_prometheus_costs_a_tick_its_deadline() {
+    // Connections complete in the kernel's backlog; nothing ever reads or answers them.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let url = format!("http://{}", stalled.local_addr().expect("addr"));
+    let sim = common::sim();
+    let cluster = Arc::new(PrometheusAndSim {
+        prometheus: client(&url, Duration::from_secs(60)),
+        sim: sim.clone(),
+    });
+    let engine = TickEngine::new(
+        cluster,
+        sim.clone(),
+        Arc::new(StateStore::in_memory().expect("state")),
+        Arc::new(AuditLog::in_memory(100)),
+        &scalehost::runtime::EngineConfig::default(),
+    );
+    engine.add_tenant(tenant());
+    let mut spec = common::fixture_binding("stalled", "ok", json!({}), vec![]);
+    spec.plugin = "threshold-cooldown".into();
+    spec.config = json!({
+        "target": { "namespace": "web", "name": "api" },
+        "source": { "query": "app_requests_per_second" },
+        "window_secs": 1,
+        "cooldown_secs": 0,
+        "rules": [{ "direction": "up", "threshold": 300.0, "step": { "by": 2 }, "limit": 10 }],
+    });
+    spec.limits.deadline = Duration::from_millis(500);
+    let binding = engine
+        .bind(spec, compiled(scalehost_test_artifacts::THRESHOLD_COOLDOWN))
+        .await
+        .expect("binds");
+    for tick in 0..2 {
+        let started = Instant::now();
+        let record = engine.tick(&binding).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(&record.outcome, Outcome::Failed { error: scalehost::runtime::InvocationError::Deadline(d) } if d == "500ms"),
+            "tick {tick}: {:?}",
+            record.outcome
+        );
+        assert!(record.actions.is_empty(), "tick {tick}: nothing applied");
+        assert!(took < Duration::from_secs(2), "tick {tick} took {took:?}");
+    }
+    drop(stalled);
+}
