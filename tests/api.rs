@@ -1992,3 +1992,56 @@ async fn a_sleeping_policy_costs_only_its_own_request_and_its_own_ticks() {
     let _ = stop.send(());
     task.await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bindings_operations_are_listed_and_cancelled_by_its_tenant_only() {
+    let _timing = TIMING.read().await;
+    let t = test_host(None).await;
+    let r = &t.router;
+    let owner = create_tenant(r, "owner", &["default"]).await;
+    let other = create_tenant(r, "other", &["batch"]).await;
+    let plugin = upload(r, &owner, fixture_bytes()).await;
+    let put = call(
+        r,
+        Method::PUT,
+        "/v1/tenants/owner/bindings/counter",
+        Some(&owner),
+        json_body(counter_binding(&plugin, "1s")),
+    )
+    .await;
+    assert_eq!(put.0, StatusCode::CREATED, "{}", put.1);
+    let path = "/v1/tenants/owner/bindings/counter/operations";
+    let listed = call(r, Method::GET, path, Some(&owner), None).await;
+    assert_eq!(listed, (StatusCode::OK, json!({ "operations": [] })));
+    for id in ["1", "not-a-number"] {
+        assert_error(
+            &call(
+                r,
+                Method::DELETE,
+                &format!("{path}/{id}"),
+                Some(&owner),
+                None,
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+    }
+    assert_error(
+        &call(r, Method::GET, path, Some(&other), None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &call(
+            r,
+            Method::GET,
+            "/v1/tenants/owner/bindings/nothing/operations",
+            Some(&owner),
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}

@@ -328,6 +328,15 @@ fn the_client_commands_drive_a_running_server() {
         serde_json::from_str(&ok(&token, &["binding", "pause", "shop", "counter"])).expect("JSON");
     assert_eq!(paused["paused"], true);
     ok(&token, &["binding", "resume", "shop", "counter"]);
+    let operations: serde_json::Value =
+        serde_json::from_str(&ok(&token, &["binding", "operations", "shop", "counter"]))
+            .expect("JSON");
+    assert_eq!(operations["operations"], serde_json::json!([]));
+    let none = client(
+        &token,
+        &["binding", "operations", "shop", "counter", "--cancel", "7"],
+    );
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no operation 7 in flight"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let decisions = ok(&token, &["decisions", "shop", "--binding", "counter"]);

@@ -1090,3 +1090,127 @@ async fn in_cluster_config_outside_a_cluster_is_a_clear_error() {
         "{message}"
     );
 }
+
+// ----- power operations off the tick path -----
+
+/// A power-off whose drain a disruption budget blocks (5 s drain timeout) runs off the tick
+/// path: the tick that starts it and the next one answer at once, the second joins it, and the
+/// operation ends on its own with the budget's refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_blocked_by_a_budget_does_not_delay_the_next_tick() {
+    use scalehost::tick::{Action, AuditLog, Outcome, TickEngine};
+
+    let (k8s, _vc, backend) = pool_backend("right").await;
+    k8s.lock()
+        .expect("state")
+        .pods
+        .iter_mut()
+        .find(|p| p.name == "api-0")
+        .expect("api-0 runs on node-a")
+        .budget_refusals = u32::MAX;
+    let engine = Arc::new(TickEngine::new(
+        backend,
+        Arc::new(scalehost::backends::SystemClock),
+        Arc::new(scalehost::state::StateStore::in_memory().expect("state")),
+        Arc::new(AuditLog::in_memory(100)),
+        &scalehost::runtime::EngineConfig::default(),
+    ));
+    engine.add_tenant(scalehost::tick::TenantSpec {
+        vm_pools: vec!["workers".into()],
+        ..common::tenant()
+    });
+    let mut spec = common::fixture_binding(
+        "nodes",
+        "set-power",
+        serde_json::json!({ "pool": "workers", "vm": "vm-101", "state": "off" }),
+        vec![],
+    );
+    spec.vm_pools = vec!["workers".into()];
+    spec.limits.deadline = Duration::from_secs(2);
+    let binding = engine.bind(spec, common::fixture()).await.expect("binds");
+    let mut ids = Vec::new();
+    for tick in 0..2 {
+        let started = std::time::Instant::now();
+        let record = tokio::time::timeout(Duration::from_secs(3), engine.tick(&binding))
+            .await
+            .unwrap_or_else(|_| panic!("tick {tick} waited for the drain"));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "tick {tick} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(record.outcome, Outcome::Ok);
+        match &record.actions[..] {
+            [
+                Action::Power {
+                    operation: Some(id),
+                    error: None,
+                    ..
+                },
+            ] => ids.push(*id),
+            other => panic!("tick {tick}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        ids[0], ids[1],
+        "the second tick joined the operation in flight"
+    );
+    assert_eq!(engine.operations().of_binding("t", "nodes").len(), 1);
+    // The drain gives up after its 5 s; the operation ends, the VM stays on and its node is
+    // given back to the scheduler, not left cordoned.
+    tokio::time::timeout(Duration::from_secs(30), engine.operations().idle())
+        .await
+        .expect("the operation ends by its drain timeout");
+    assert!(engine.operations().of_binding("t", "nodes").is_empty());
+    let log = k8s.lock().expect("state").log.clone();
+    let cordon = log
+        .iter()
+        .position(|l| l == "PATCH node/node-a unschedulable=true")
+        .expect("cordoned first");
+    let uncordon = log
+        .iter()
+        .rposition(|l| l == "PATCH node/node-a unschedulable=false")
+        .expect("uncordoned after the failed drain");
+    assert!(cordon < uncordon, "{log:?}");
+    assert!(
+        !log.iter().any(|l| l.contains("guest shutdown vm-101")),
+        "never shut down: {log:?}"
+    );
+
+    // Cancelled mid-drain: the step is dropped and the node given back at once.
+    let record = engine.tick(&binding).await;
+    let id = match &record.actions[..] {
+        [
+            Action::Power {
+                operation: Some(id),
+                ..
+            },
+        ] => *id,
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(id, ids[0], "a new operation");
+    let cordoned = |k8s: &Arc<Mutex<FakeState>>| {
+        k8s.lock()
+            .expect("state")
+            .log
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("PATCH node/node-a"))
+            .cloned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cordoned(&k8s).as_deref() != Some("PATCH node/node-a unschedulable=true") {
+        assert!(std::time::Instant::now() < deadline, "never cordoned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(engine.operations().cancel("t", "nodes", id));
+    assert!(engine.operations().of_binding("t", "nodes").is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cordoned(&k8s).as_deref() != Some("PATCH node/node-a unschedulable=false") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a cancelled power-off left its node cordoned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -221,6 +221,8 @@ async fn powering_off_a_pool_vm_cordons_drains_then_powers_off() {
             ..
         }
     ));
+    // The power-off runs off the tick path, as an operation of its own.
+    engine.operations().idle().await;
     let steps: Vec<_> = sim.lifecycle().into_iter().map(|e| e.step).collect();
     assert_eq!(steps, ["cordon", "drain", "power-off"]);
     assert_eq!(
@@ -454,4 +456,199 @@ async fn guest_logs_are_captured() {
         "{:?}",
         invocation_logs.logs
     );
+}
+
+/// The simulated cluster, but every power operation first waits for a permit of `gate`: a
+/// drain that takes as long as the test wants.
+struct SlowPower {
+    sim: std::sync::Arc<scalehost::backends::simulated::SimulatedCluster>,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl scalehost::backends::MetricSource for SlowPower {
+    async fn query(
+        &self,
+        promql: &str,
+        at: u64,
+    ) -> Result<Vec<scalehost::model::Series>, scalehost::model::BackendError> {
+        scalehost::backends::MetricSource::query(&*self.sim, promql, at).await
+    }
+    async fn query_range(
+        &self,
+        promql: &str,
+        start: u64,
+        end: u64,
+        step_ms: u64,
+    ) -> Result<Vec<scalehost::model::Series>, scalehost::model::BackendError> {
+        scalehost::backends::MetricSource::query_range(&*self.sim, promql, start, end, step_ms)
+            .await
+    }
+    async fn events(
+        &self,
+        service: &str,
+        window_ms: u64,
+        now: u64,
+    ) -> Result<Vec<scalehost::model::Series>, scalehost::model::BackendError> {
+        scalehost::backends::MetricSource::events(&*self.sim, service, window_ms, now).await
+    }
+}
+
+#[async_trait::async_trait]
+impl scalehost::backends::WorkloadReader for SlowPower {
+    async fn workload(
+        &self,
+        target: &scalehost::model::WorkloadRef,
+    ) -> Result<scalehost::model::WorkloadStatus, scalehost::model::BackendError> {
+        self.sim.workload(target).await
+    }
+    async fn capacity(
+        &self,
+        exclude: &[scalehost::model::WorkloadRef],
+    ) -> Result<scalehost::model::Capacity, scalehost::model::BackendError> {
+        self.sim.capacity(exclude).await
+    }
+}
+
+#[async_trait::async_trait]
+impl scalehost::backends::VmInventory for SlowPower {
+    async fn vms(
+        &self,
+        pool: &str,
+    ) -> Result<Vec<scalehost::model::Vm>, scalehost::model::BackendError> {
+        self.sim.vms(pool).await
+    }
+}
+
+#[async_trait::async_trait]
+impl scalehost::backends::Actuator for SlowPower {
+    async fn scale(
+        &self,
+        target: &scalehost::model::WorkloadRef,
+        replicas: u32,
+    ) -> Result<(), scalehost::model::BackendError> {
+        scalehost::backends::Actuator::scale(&*self.sim, target, replicas).await
+    }
+    async fn set_power(
+        &self,
+        pool: &str,
+        vm_id: &str,
+        state: PowerState,
+    ) -> Result<(), scalehost::model::BackendError> {
+        self.gate.acquire().await.expect("open").forget();
+        scalehost::backends::Actuator::set_power(&*self.sim, pool, vm_id, state).await
+    }
+}
+
+fn power_binding(name: &str, state: &str) -> scalehost::tick::BindingSpec {
+    let mut spec = fixture_binding(
+        name,
+        "set-power",
+        json!({ "pool": "pool", "vm": "vm-1", "state": state }),
+        vec![],
+    );
+    spec.vm_pools = vec!["pool".into()];
+    spec
+}
+
+fn power_of(record: &scalehost::tick::AuditRecord) -> (Option<u64>, Option<String>) {
+    match &record.actions[..] {
+        [
+            Action::Power {
+                operation, error, ..
+            },
+        ] => (*operation, error.clone()),
+        other => panic!("one power action expected: {other:?}"),
+    }
+}
+
+/// A power-off whose drain does not end (a disruption budget, a slow guest) never holds up the
+/// binding's ticks: the next intent joins the operation, the opposite one waits, a restart
+/// resumes it, and it can be cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_operations_run_off_the_tick_path_and_survive_a_restart() {
+    let sim = sim();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let state = std::sync::Arc::new(StateStore::in_memory().expect("state"));
+    let engine_on = |gate: std::sync::Arc<tokio::sync::Semaphore>| {
+        let engine = scalehost::tick::TickEngine::new(
+            std::sync::Arc::new(SlowPower {
+                sim: sim.clone(),
+                gate,
+            }),
+            sim.clone(),
+            state.clone(),
+            std::sync::Arc::new(scalehost::tick::AuditLog::in_memory(100)),
+            &scalehost::runtime::EngineConfig::default(),
+        );
+        engine.add_tenant(tenant());
+        engine
+    };
+    let engine = engine_on(gate.clone());
+    let off = engine
+        .bind(power_binding("power", "off"), fixture())
+        .await
+        .expect("binds");
+    let started = Instant::now();
+    let first = tokio::time::timeout(Duration::from_secs(5), engine.tick(&off))
+        .await
+        .expect("the tick waited for its operation");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the tick waited for its operation"
+    );
+    assert_eq!(first.outcome, Outcome::Ok);
+    let (id, error) = power_of(&first);
+    let id = id.expect("an operation started");
+    assert_eq!(error, None);
+    // The same intent again joins the operation in flight.
+    let again = engine.tick(&off).await;
+    assert_eq!(power_of(&again), (Some(id), None));
+    let running = engine.operations().of_binding("t", "power");
+    assert_eq!(running.len(), 1);
+    assert_eq!((running[0].id, running[0].state), (id, PowerState::Off));
+    // The opposite intent waits for it: nothing is started.
+    let on = engine
+        .bind(power_binding("power", "on"), fixture())
+        .await
+        .expect("a new revision");
+    let waiting = engine.tick(&on).await;
+    let (operation, error) = power_of(&waiting);
+    assert_eq!(operation, None);
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(&format!("waiting: operation {id} "))),
+        "{error:?}"
+    );
+    assert_eq!(sim.vms("pool").await.expect("vms")[0].power, PowerState::On);
+
+    // The host stops mid-operation; a new one over the same state store resumes it.
+    drop(engine);
+    let restarted = engine_on(std::sync::Arc::new(tokio::sync::Semaphore::new(1)));
+    assert_eq!(restarted.resume_operations().expect("resumes"), 1);
+    restarted.operations().idle().await;
+    assert_eq!(
+        sim.vms("pool").await.expect("vms")[0].power,
+        PowerState::Off
+    );
+    assert!(restarted.operations().of_binding("t", "power").is_empty());
+    assert_eq!(restarted.resume_operations().expect("nothing left"), 0);
+
+    // An operation can be cancelled; then nothing of it is left to resume.
+    let stuck = engine_on(std::sync::Arc::new(tokio::sync::Semaphore::new(0)));
+    let on = stuck
+        .bind(power_binding("power", "on"), fixture())
+        .await
+        .expect("binds");
+    let (id, _) = power_of(&stuck.tick(&on).await);
+    let id = id.expect("started");
+    assert!(
+        !stuck.operations().cancel("other", "power", id),
+        "only its own binding's"
+    );
+    assert!(stuck.operations().cancel("t", "power", id));
+    assert!(stuck.operations().of_binding("t", "power").is_empty());
+    assert_eq!(stuck.resume_operations().expect("resumes"), 0);
+    drop(gate);
 }

@@ -195,6 +195,19 @@ pub enum BindingCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Lists a binding's power operations in flight, or cancels one with `--cancel ID`.
+    Operations {
+        /// The tenant.
+        tenant: String,
+        /// The binding.
+        name: String,
+        /// The operation to cancel (its step under way is dropped).
+        #[arg(long)]
+        cancel: Option<u64>,
+        /// Server and token.
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 /// Why a command failed.
@@ -479,6 +492,25 @@ async fn binding(command: BindingCommand) -> Result<String, ClientError> {
                 &connection,
                 Method::POST,
                 &path(&tenant, &name, "/promote"),
+                &[],
+                Body::None,
+            )
+            .await?
+        }
+        BindingCommand::Operations {
+            tenant,
+            name,
+            cancel,
+            connection,
+        } => {
+            let (method, suffix) = match cancel {
+                Some(id) => (Method::DELETE, format!("/operations/{id}")),
+                None => (Method::GET, "/operations".to_owned()),
+            };
+            request(
+                &connection,
+                method,
+                &path(&tenant, &name, &suffix),
                 &[],
                 Body::None,
             )

@@ -1034,6 +1034,47 @@ impl Control {
         Ok(())
     }
 
+    /// The power operations of a binding in flight (they run off the tick path).
+    pub fn operations(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<crate::tick::Operation>, ControlError> {
+        self.authorize(who, tenant)?;
+        self.existing_binding_or_static(tenant, name)?;
+        Ok(self.engine.operations().of_binding(tenant, name))
+    }
+
+    /// Cancels a power operation of a binding: the step under way is dropped; the VM and its
+    /// node stay as that step left them.
+    pub fn cancel_operation(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        name: &str,
+        id: &str,
+    ) -> Result<(), ControlError> {
+        self.authorize(who, tenant)?;
+        self.existing_binding_or_static(tenant, name)?;
+        let not_found =
+            || ControlError::NotFound(format!("{tenant}/{name} has no operation {id} in flight"));
+        let id: u64 = id.parse().map_err(|_| not_found())?;
+        if self.engine.operations().cancel(tenant, name, id) {
+            Ok(())
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// A binding of the API's, or of the config file (whose bindings the engine alone knows).
+    fn existing_binding_or_static(&self, tenant: &str, name: &str) -> Result<(), ControlError> {
+        if self.engine.binding(tenant, name).is_some() {
+            return Ok(());
+        }
+        self.existing_binding(tenant, name).map(drop)
+    }
+
     // ----- internals -----
 
     /// Runs `change` (a call of this type that may commit a binding) on the blocking pool; when

@@ -273,6 +273,11 @@ impl Host {
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
             .map(|control| (control, mpsc::unbounded_channel()))?
         };
+        // Power operations an earlier run left in flight go on (each step is safe to repeat).
+        let resumed = engine.resume_operations()?;
+        if resumed > 0 {
+            tracing::info!(resumed, "power operations resumed");
+        }
         let (announce, added) = added;
         control.announce_to(announce);
         let control = Arc::new(control);

@@ -416,6 +416,26 @@ pub(super) async fn clear_state(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+pub(super) async fn operations(
+    State(state): State<Arc<ApiState>>,
+    Caller(who): Caller,
+    Path((tenant, name)): Path<(String, String)>,
+) -> ApiResult {
+    ok(
+        StatusCode::OK,
+        json!({ "operations": state.control.operations(&who, &tenant, &name)? }),
+    )
+}
+
+pub(super) async fn cancel_operation(
+    State(state): State<Arc<ApiState>>,
+    Caller(who): Caller,
+    Path((tenant, name, id)): Path<(String, String, String)>,
+) -> ApiResult {
+    state.control.cancel_operation(&who, &tenant, &name, &id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 // ----- decisions -----
 
 /// Most records one request returns.

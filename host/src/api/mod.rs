@@ -75,6 +75,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tenants/{tenant}/bindings/{name}/promote"),
     ("get", "/v1/tenants/{tenant}/bindings/{name}/state"),
     ("delete", "/v1/tenants/{tenant}/bindings/{name}/state"),
+    ("get", "/v1/tenants/{tenant}/bindings/{name}/operations"),
+    (
+        "delete",
+        "/v1/tenants/{tenant}/bindings/{name}/operations/{id}",
+    ),
     ("get", "/v1/tenants/{tenant}/decisions"),
     ("post", "/v1/events"),
 ];
@@ -124,6 +129,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(
             &format!("{binding}/state"),
             get(get_state).delete(clear_state),
+        )
+        .route(&format!("{binding}/operations"), get(operations))
+        .route(
+            &format!("{binding}/operations/{{id}}"),
+            axum::routing::delete(cancel_operation),
         )
         .route("/v1/tenants/{tenant}/decisions", get(decisions))
         .route(

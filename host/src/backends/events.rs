@@ -239,6 +239,15 @@ impl Actuator for WithPushedEvents {
     ) -> Result<(), BackendError> {
         self.inner.set_power(pool, vm_id, state).await
     }
+
+    async fn abandon_power(
+        &self,
+        pool: &str,
+        vm_id: &str,
+        state: PowerState,
+    ) -> Result<(), BackendError> {
+        self.inner.abandon_power(pool, vm_id, state).await
+    }
 }
 
 #[cfg(test)]

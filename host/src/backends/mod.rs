@@ -70,6 +70,17 @@ pub trait Actuator: Send + Sync {
         vm_id: &str,
         state: PowerState,
     ) -> Result<(), BackendError>;
+    /// Settles what an interrupted `set_power(pool, vm_id, state)` left (it was cancelled
+    /// mid-step): a power-off whose guest still runs gives its node back to the scheduler. The
+    /// default has nothing to settle.
+    async fn abandon_power(
+        &self,
+        _pool: &str,
+        _vm_id: &str,
+        _state: PowerState,
+    ) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// Everything a tenant's backend offers: every capability trait at once.

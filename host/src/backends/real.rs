@@ -192,26 +192,22 @@ impl RealCluster {
         vm_id: &str,
         state: PowerState,
     ) -> Result<(), BackendError> {
-        let (pool, vsphere, kubernetes) = self.pool(pool_name)?;
-        let names: Vec<String> = pool.vms.iter().map(|v| v.name.clone()).collect();
-        let summary = vsphere
-            .vms(&names)
-            .await?
-            .into_iter()
-            .find(|v| v.vm == vm_id)
-            .ok_or_else(|| {
-                BackendError::NotFound(format!("VM {vm_id} is not in pool {pool_name}"))
-            })?;
-        let node = &pool
-            .vms
-            .iter()
-            .find(|v| v.name == summary.name)
-            .expect("listed by its name")
-            .node;
+        let (pool, vsphere, kubernetes, node) = self.pool_vm(pool_name, vm_id).await?;
+        let node = &node;
         match state {
             PowerState::Off => {
                 kubernetes.cordon(node).await?;
-                let evicted = kubernetes.drain(node).await?;
+                let evicted = match kubernetes.drain(node).await {
+                    Ok(evicted) => evicted,
+                    Err(error) => {
+                        // The VM stays on: its node goes back to the scheduler rather than
+                        // stay cordoned and forgotten.
+                        if let Err(undo) = kubernetes.uncordon(node).await {
+                            tracing::error!(%node, %undo, "drain failed and the node could not be uncordoned");
+                        }
+                        return Err(error);
+                    }
+                };
                 tracing::info!(%node, evicted = evicted.len(), "node drained; shutting the guest down");
                 if vsphere.power(vm_id).await? == PowerState::Off {
                     return Ok(());
@@ -239,6 +235,32 @@ impl RealCluster {
                 kubernetes.uncordon(node).await
             }
         }
+    }
+
+    /// A pool VM's pool, clients and the node it runs.
+    async fn pool_vm(
+        &self,
+        pool_name: &str,
+        vm_id: &str,
+    ) -> Result<(&VmPoolConfig, &VSphere, &Kubernetes, String), BackendError> {
+        let (pool, vsphere, kubernetes) = self.pool(pool_name)?;
+        let names: Vec<String> = pool.vms.iter().map(|v| v.name.clone()).collect();
+        let summary = vsphere
+            .vms(&names)
+            .await?
+            .into_iter()
+            .find(|v| v.vm == vm_id)
+            .ok_or_else(|| {
+                BackendError::NotFound(format!("VM {vm_id} is not in pool {pool_name}"))
+            })?;
+        let node = pool
+            .vms
+            .iter()
+            .find(|v| v.name == summary.name)
+            .expect("listed by its name")
+            .node
+            .clone();
+        Ok((pool, vsphere, kubernetes, node))
     }
 
     /// The Kubernetes client, if configured.
@@ -359,5 +381,20 @@ impl Actuator for RealCluster {
         state: PowerState,
     ) -> Result<(), BackendError> {
         self.power(pool, vm_id, state).await
+    }
+
+    async fn abandon_power(
+        &self,
+        pool: &str,
+        vm_id: &str,
+        state: PowerState,
+    ) -> Result<(), BackendError> {
+        let (_, vsphere, kubernetes, node) = self.pool_vm(pool, vm_id).await?;
+        // An interrupted power-on finishes by itself (the node uncordons on the next power-on);
+        // an interrupted power-off whose guest still runs must not leave its node cordoned.
+        if state == PowerState::Off && vsphere.power(vm_id).await? == PowerState::On {
+            kubernetes.uncordon(&node).await?;
+        }
+        Ok(())
     }
 }

@@ -54,7 +54,12 @@ pub enum Action {
         vm_id: String,
         /// The state asked for.
         state: PowerState,
-        /// The backend's error, if applying failed.
+        /// The power operation carrying it out (started by this tick or joined), which runs
+        /// off the tick path; see `tick/operations.rs`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        operation: Option<u64>,
+        /// Why nothing was started (another operation on the VM is in flight, the binding
+        /// lost the pool).
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
@@ -252,6 +257,25 @@ impl AuditLog {
             // A subscriber that went away meanwhile is fine.
             let _ = self.subscribers.send(record.clone());
         }
+    }
+
+    /// Appends one line that is not a tick's record (a power operation's progress, say) to the
+    /// file, with the next sequence number, which `line` is given; not kept in memory, not sent
+    /// to subscribers. Returns that number.
+    pub fn append_line(&self, line: impl FnOnce(u64) -> serde_json::Value) -> u64 {
+        let mut written = self.lock();
+        written.seq += 1;
+        let seq = written.seq;
+        if let Some(file) = &mut written.file {
+            let result = serde_json::to_writer(&mut *file, &line(seq))
+                .map_err(std::io::Error::from)
+                .and_then(|()| file.write_all(b"\n"))
+                .and_then(|()| file.flush());
+            if let Err(error) = result {
+                tracing::error!(%error, "cannot write the audit log");
+            }
+        }
+        seq
     }
 
     /// Forgets the kept records of a tenant (it was deleted; its name may be given again).

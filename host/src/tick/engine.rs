@@ -14,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::audit::{Action, AuditLog, AuditRecord, Outcome, ShadowRecord};
 use super::binding::{Binding, BindingSpec, FallbackAction, Shadow};
+use super::operations::{Operations, Started};
 use super::scope::{Scope, TenantSpec};
 use crate::backends::{Clock, Cluster};
 use crate::model::{BackendError, PowerState, TimestampMs, WorkloadRef};
@@ -79,6 +80,7 @@ pub struct TickEngine {
     audit: Arc<AuditLog>,
     ceilings: EngineConfig,
     shares: InstanceShares,
+    operations: Arc<Operations>,
     tenants: RwLock<BTreeMap<String, TenantSpec>>,
     bindings: RwLock<BTreeMap<(String, String), Arc<Binding>>>,
     generations: AtomicU64,
@@ -130,11 +132,13 @@ impl TickEngine {
         ceilings: &EngineConfig,
     ) -> Self {
         TickEngine {
+            operations: Operations::new(state.clone(), audit.clone()),
             cluster,
             clock,
             state,
             audit,
             shares: InstanceShares::new(ceilings),
+
             ceilings: ceilings.clone(),
             tenants: RwLock::default(),
             bindings: RwLock::default(),
@@ -151,6 +155,20 @@ impl TickEngine {
     /// The state store.
     pub fn state(&self) -> &Arc<StateStore> {
         &self.state
+    }
+
+    /// The power operations in flight.
+    pub fn operations(&self) -> &Arc<Operations> {
+        &self.operations
+    }
+
+    /// Runs again the power operations a previous run left in flight, each through its
+    /// tenant's backend; returns how many.
+    pub fn resume_operations(&self) -> Result<usize, crate::state::StateError> {
+        self.operations.resume(|operation| {
+            self.tenant(&operation.tenant)
+                .map(|tenant| self.cluster_for(&tenant))
+        })
     }
 
     /// Adds or replaces a tenant.
@@ -753,18 +771,36 @@ impl TickEngine {
                     continue;
                 }
                 seen.push((pool, vm_id, *state));
-                let error = if self.still_owns(binding, |s| s.pools.contains(pool)) {
-                    retry(|| cluster.set_power(pool, vm_id, *state))
-                        .await
-                        .err()
-                        .map(|e| e.to_string())
+                let (operation, error) = if self.still_owns(binding, |s| s.pools.contains(pool)) {
+                    match self.operations.start(
+                        cluster.clone(),
+                        &binding.tenant,
+                        &binding.name,
+                        binding.scope.tenant.backend.as_deref(),
+                        pool,
+                        vm_id,
+                        *state,
+                    ) {
+                        Started::New(id) | Started::Joined(id) => (Some(id), None),
+                        Started::Waiting(other) => (
+                            None,
+                            Some(format!(
+                                "waiting: operation {} is powering {vm_id} {} (by {}/{})",
+                                other.id,
+                                power_word(other.state),
+                                other.tenant,
+                                other.binding
+                            )),
+                        ),
+                    }
                 } else {
-                    Some("no longer a pool of this binding".to_owned())
+                    (None, Some("no longer a pool of this binding".to_owned()))
                 };
                 actions.push(Action::Power {
                     pool: pool.clone(),
                     vm_id: vm_id.clone(),
                     state: *state,
+                    operation,
                     error,
                 });
             }
@@ -1056,8 +1092,16 @@ fn check_owners(
     Ok(())
 }
 
+/// "on" or "off".
+fn power_word(state: PowerState) -> &'static str {
+    match state {
+        PowerState::On => "on",
+        PowerState::Off => "off",
+    }
+}
+
 /// Retries a backend call that answered `unavailable`, with a short backoff.
-async fn retry<T, F, Fut>(mut call: F) -> Result<T, BackendError>
+pub(super) async fn retry<T, F, Fut>(mut call: F) -> Result<T, BackendError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, BackendError>>,

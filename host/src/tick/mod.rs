@@ -1,12 +1,14 @@
 //! The tick engine: bindings, scope, guard rails, fallback, audit, and scheduling.
 //!
 //! Start with [`TickEngine::tick`], the one place a tick runs; [`Scheduler`] calls it on time,
-//! the demo and backtests call it in virtual time.
+//! the demo and backtests call it in virtual time. Power operations run off the tick path in
+//! [`Operations`].
 
 mod audit;
 mod binding;
 mod engine;
 mod guard;
+mod operations;
 mod scheduler;
 mod scope;
 
@@ -14,5 +16,6 @@ pub use audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, ShadowRecord
 pub use binding::{Binding, BindingSpec, FallbackAction, FallbackSpec, Health, Shadow, TargetSpec};
 pub use engine::{BindError, BindOptions, ShadowOptions, TickEngine};
 pub use guard::{Adjustment, RailHistory, Rails, Verdict};
+pub use operations::{Operation, Operations, Started};
 pub use scheduler::Scheduler;
 pub use scope::{Scope, TenantSpec};
