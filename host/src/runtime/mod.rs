@@ -25,6 +25,11 @@ pub use policy::{
 };
 pub use sandbox::{Access, Intent, Sandbox, StagedState};
 
+/// The most core instances, memories and tables one policy component may have.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+const MEMORIES_PER_COMPONENT: u32 = 8;
+const TABLES_PER_COMPONENT: u32 = 16;
+
 /// How often the epoch advances: how long a guest runs before it yields to the runtime.
 const EPOCH_PERIOD: Duration = Duration::from_millis(2);
 
@@ -101,13 +106,17 @@ impl PolicyEngine {
     pub fn new(config: &EngineConfig) -> Result<Self, EngineError> {
         let mut pool = PoolingAllocationConfig::default();
         let instances = config.max_concurrent_instances.max(1);
+        // Every sandbox may use its component's maximum of each: the totals are instances ×
+        // the per-component maxima, so that a tenant holding its share of instances with
+        // components built to the maxima cannot exhaust the core instances, memories or tables
+        // the other tenants' sandboxes need (the slots are address space, reserved, not RSS).
         pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(16))
-            .total_memories(instances.saturating_mul(4))
-            .total_tables(instances.saturating_mul(8))
-            .max_core_instances_per_component(64)
-            .max_memories_per_component(8)
-            .max_tables_per_component(16)
+            .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+            .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+            .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(TABLES_PER_COMPONENT)
             .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
             .table_elements(100_000)
             .max_component_instance_size(4 << 20)
