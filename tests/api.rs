@@ -2012,7 +2012,10 @@ async fn a_bindings_operations_are_listed_and_cancelled_by_its_tenant_only() {
     assert_eq!(put.0, StatusCode::CREATED, "{}", put.1);
     let path = "/v1/tenants/owner/bindings/counter/operations";
     let listed = call(r, Method::GET, path, Some(&owner), None).await;
-    assert_eq!(listed, (StatusCode::OK, json!({ "operations": [] })));
+    assert_eq!(
+        listed,
+        (StatusCode::OK, json!({ "operations": [], "finished": [] }))
+    );
     for id in ["1", "not-a-number"] {
         assert_error(
             &call(

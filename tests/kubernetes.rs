@@ -1204,7 +1204,6 @@ async fn a_drain_blocked_by_a_budget_does_not_delay_the_next_tick() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(engine.operations().cancel("t", "nodes", id));
-    assert!(engine.operations().of_binding("t", "nodes").is_empty());
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while cordoned(&k8s).as_deref() != Some("PATCH node/node-a unschedulable=false") {
         assert!(
@@ -1213,4 +1212,14 @@ async fn a_drain_blocked_by_a_budget_does_not_delay_the_next_tick() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    engine.operations().idle().await;
+    assert!(engine.operations().of_binding("t", "nodes").is_empty());
+    let ended = engine.operations().finished_of_binding("t", "nodes");
+    assert_eq!(
+        ended
+            .iter()
+            .map(|f| (f.operation.id, f.outcome))
+            .collect::<Vec<_>>(),
+        [(ids[0], "failed"), (id, "cancelled")]
+    );
 }

@@ -623,9 +623,14 @@ async fn power_operations_run_off_the_tick_path_and_survive_a_restart() {
     );
     assert_eq!(sim.vms("pool").await.expect("vms")[0].power, PowerState::On);
 
-    // The host stops mid-operation; a new one over the same state store resumes it.
+    // The host stops mid-operation; a new one over the same state store, with the binding
+    // installed again (as the host does from its records), resumes it.
     drop(engine);
     let restarted = engine_on(std::sync::Arc::new(tokio::sync::Semaphore::new(1)));
+    restarted
+        .bind(power_binding("power", "off"), fixture())
+        .await
+        .expect("binds");
     assert_eq!(restarted.resume_operations().expect("resumes"), 1);
     restarted.operations().idle().await;
     assert_eq!(
@@ -648,7 +653,38 @@ async fn power_operations_run_off_the_tick_path_and_survive_a_restart() {
         "only its own binding's"
     );
     assert!(stuck.operations().cancel("t", "power", id));
+    stuck.operations().idle().await;
     assert!(stuck.operations().of_binding("t", "power").is_empty());
+    let ended = stuck.operations().finished_of_binding("t", "power");
+    assert_eq!((ended[0].operation.id, ended[0].outcome), (id, "cancelled"));
     assert_eq!(stuck.resume_operations().expect("resumes"), 0);
+
+    // One left over from a binding that is gone is not resumed, but recorded as failed.
+    let (id, _) = power_of(&stuck.tick(&on).await);
+    let id = id.expect("started");
+    let orphaned = engine_on(std::sync::Arc::new(tokio::sync::Semaphore::new(1)));
+    assert_eq!(orphaned.resume_operations().expect("resumes"), 0);
+    let ended = orphaned.operations().finished_of_binding("t", "power");
+    assert_eq!(ended.len(), 1);
+    assert_eq!((ended[0].operation.id, ended[0].outcome), (id, "failed"));
+    assert!(
+        ended[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("its binding is gone")),
+        "{:?}",
+        ended[0].error
+    );
+    // Removing a binding cancels its operations.
+    stuck.unbind("t", "power");
+    stuck.operations().idle().await;
+    let ended = stuck.operations().finished_of_binding("t", "power");
+    assert_eq!(
+        (
+            ended[ended.len() - 1].operation.id,
+            ended[ended.len() - 1].outcome
+        ),
+        (id, "cancelled")
+    );
     drop(gate);
 }

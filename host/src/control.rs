@@ -155,6 +155,15 @@ struct TokenRecord {
     created_at: u64,
 }
 
+/// A binding's power operations, as the API shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationsView {
+    /// In flight, oldest first.
+    pub operations: Vec<crate::tick::Operation>,
+    /// The last that ended (succeeded, failed, cancelled), oldest first.
+    pub finished: Vec<crate::tick::Finished>,
+}
+
 /// A tenant as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TenantView {
@@ -1040,10 +1049,14 @@ impl Control {
         who: &Principal,
         tenant: &str,
         name: &str,
-    ) -> Result<Vec<crate::tick::Operation>, ControlError> {
+    ) -> Result<OperationsView, ControlError> {
         self.authorize(who, tenant)?;
         self.existing_binding_or_static(tenant, name)?;
-        Ok(self.engine.operations().of_binding(tenant, name))
+        let operations = self.engine.operations();
+        Ok(OperationsView {
+            operations: operations.of_binding(tenant, name),
+            finished: operations.finished_of_binding(tenant, name),
+        })
     }
 
     /// Cancels a power operation of a binding: the step under way is dropped; the VM and its
@@ -1055,8 +1068,9 @@ impl Control {
         name: &str,
         id: &str,
     ) -> Result<(), ControlError> {
+        // The binding may be gone: its operations are cancelled with it, but one being
+        // settled still answers here.
         self.authorize(who, tenant)?;
-        self.existing_binding_or_static(tenant, name)?;
         let not_found =
             || ControlError::NotFound(format!("{tenant}/{name} has no operation {id} in flight"));
         let id: u64 = id.parse().map_err(|_| not_found())?;

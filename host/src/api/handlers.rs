@@ -423,7 +423,7 @@ pub(super) async fn operations(
 ) -> ApiResult {
     ok(
         StatusCode::OK,
-        json!({ "operations": state.control.operations(&who, &tenant, &name)? }),
+        state.control.operations(&who, &tenant, &name)?,
     )
 }
 

@@ -71,8 +71,8 @@ pub trait Actuator: Send + Sync {
         state: PowerState,
     ) -> Result<(), BackendError>;
     /// Settles what an interrupted `set_power(pool, vm_id, state)` left (it was cancelled
-    /// mid-step): a power-off whose guest still runs gives its node back to the scheduler. The
-    /// default has nothing to settle.
+    /// mid-step): a VM that still runs gives its node back to the scheduler. The default has
+    /// nothing to settle.
     async fn abandon_power(
         &self,
         _pool: &str,

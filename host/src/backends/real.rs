@@ -387,12 +387,14 @@ impl Actuator for RealCluster {
         &self,
         pool: &str,
         vm_id: &str,
-        state: PowerState,
+        _state: PowerState,
     ) -> Result<(), BackendError> {
         let (_, vsphere, kubernetes, node) = self.pool_vm(pool, vm_id).await?;
-        // An interrupted power-on finishes by itself (the node uncordons on the next power-on);
-        // an interrupted power-off whose guest still runs must not leave its node cordoned.
-        if state == PowerState::Off && vsphere.power(vm_id).await? == PowerState::On {
+        // Whichever way it was going, a VM that runs after the interruption gives its node to
+        // the scheduler (a cancelled power-off must not leave it cordoned, and a cancelled
+        // power-on that got as far as starting the VM must not leave it cordoned either); a VM
+        // that is off has no node to give.
+        if vsphere.power(vm_id).await? == PowerState::On {
             kubernetes.uncordon(&node).await?;
         }
         Ok(())

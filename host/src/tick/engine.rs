@@ -166,8 +166,20 @@ impl TickEngine {
     /// tenant's backend; returns how many.
     pub fn resume_operations(&self) -> Result<usize, crate::state::StateError> {
         self.operations.resume(|operation| {
-            self.tenant(&operation.tenant)
-                .map(|tenant| self.cluster_for(&tenant))
+            let binding = self
+                .binding(&operation.tenant, &operation.binding)
+                .ok_or("its binding is gone")?;
+            if !binding.scope.pools.contains(&operation.pool) {
+                return Err(format!(
+                    "its binding no longer powers pool {}",
+                    operation.pool
+                ));
+            }
+            // The backend it was started on, which must still be its tenant's.
+            if binding.scope.tenant.backend != operation.backend {
+                return Err("its tenant moved to another backend".into());
+            }
+            Ok(self.cluster_for(&binding.scope.tenant))
         })
     }
 
@@ -360,6 +372,17 @@ impl TickEngine {
             rails,
             health,
         });
+        if let Some(old) = bindings.get(&key) {
+            for pool in old
+                .scope
+                .pools
+                .iter()
+                .filter(|p| !binding.scope.pools.contains(p))
+            {
+                self.operations
+                    .cancel_binding(&binding.tenant, &binding.name, Some(pool));
+            }
+        }
         bindings.insert(key, binding.clone());
         Ok(binding)
     }
@@ -522,6 +545,7 @@ impl TickEngine {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .retired = true;
+            self.operations.cancel_binding(tenant, name, None);
         }
         removed
     }
@@ -782,16 +806,14 @@ impl TickEngine {
                         *state,
                     ) {
                         Started::New(id) | Started::Joined(id) => (Some(id), None),
-                        Started::Waiting(other) => (
+                        Started::Waiting { id, state } => (
                             None,
                             Some(format!(
-                                "waiting: operation {} is powering {vm_id} {} (by {}/{})",
-                                other.id,
-                                power_word(other.state),
-                                other.tenant,
-                                other.binding
+                                "waiting: operation {id} on {vm_id} (power {}) is in flight",
+                                power_word(state)
                             )),
                         ),
+                        Started::Refused(why) => (None, Some(why)),
                     }
                 } else {
                     (None, Some("no longer a pool of this binding".to_owned()))

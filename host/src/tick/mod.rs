@@ -16,6 +16,6 @@ pub use audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, ShadowRecord
 pub use binding::{Binding, BindingSpec, FallbackAction, FallbackSpec, Health, Shadow, TargetSpec};
 pub use engine::{BindError, BindOptions, ShadowOptions, TickEngine};
 pub use guard::{Adjustment, RailHistory, Rails, Verdict};
-pub use operations::{Operation, Operations, Started};
+pub use operations::{Finished, Operation, Operations, Started};
 pub use scheduler::Scheduler;
 pub use scope::{Scope, TenantSpec};

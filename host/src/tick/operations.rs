@@ -6,15 +6,21 @@
 //! tick never waits for it:
 //! - an intent for a VM whose operation to the same state is in flight **joins** it (the audit
 //!   action names that operation);
-//! - an intent for the opposite state **waits**: it is not started, and the audit action says
-//!   which operation is in the way (the policy asks again at a later tick);
-//! - an operation is written to the state store before it starts and removed when it ends, so
-//!   that a host restarted in the middle **resumes** it ([`Operations::resume`]): every step is
-//!   safe to repeat, and a node is never left cordoned and forgotten;
-//! - `started`, `succeeded`, `failed`, `cancelled` and `resumed` are appended to the audit file,
-//!   each with the operation's id (the sequence number of its `started` record).
+//! - an intent for the opposite state, or for a VM whose operation is being cancelled,
+//!   **waits**: it is not started, and the audit action says which operation is in the way (the
+//!   policy asks again at a later tick);
+//! - an operation is written to the state store before it starts (if it cannot be, it does not
+//!   start) and removed when it ends, so that a host restarted in the middle **resumes** it
+//!   ([`Operations::resume`]) if its binding still owns the pool: every step is safe to repeat,
+//!   and a node is never left cordoned and forgotten;
+//! - a **cancel** drops the step under way, then lets the backend settle what it left
+//!   ([`crate::backends::Actuator::abandon_power`]); new intents for the VM wait meanwhile.
+//!   Removing a binding, or a revision that drops a pool, cancels its operations there;
+//! - `started`, `succeeded`, `failed`, `cancelled` and `resumed` lines go to the audit file, and
+//!   the last [`MAX_FINISHED`] outcomes stay visible beside the operations in flight.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -23,19 +29,23 @@ use tokio::task::AbortHandle;
 use super::audit::AuditLog;
 use crate::backends::{Clock, Cluster, SystemClock};
 use crate::model::{PowerState, TimestampMs};
-use crate::state::StateStore;
+use crate::state::{StateError, StateStore};
 
-/// The state-store namespace of operations in flight (no binding's namespace has no `/`).
+/// The state-store namespace of operations in flight (a binding's namespace always has a `/`).
 const NAMESPACE: &str = "#operations";
+/// The key, in [`NAMESPACE`], of the last operation id given out.
+const LAST_ID: &str = "last-id";
+/// How many finished operations stay visible.
+pub const MAX_FINISHED: usize = 256;
 
 /// A VM, as one backend knows it: its tenant's backend (none for the simulated cluster),
 /// pool and id.
 type VmKey = (Option<String>, String, String);
 
-/// An operation in flight, as the API shows it and the state store keeps it.
+/// An operation, as the API shows it and the state store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operation {
-    /// Its id: the audit sequence number of its `started` record.
+    /// Its id, unique across restarts.
     pub id: u64,
     /// The tenant whose binding asked for it.
     pub tenant: String,
@@ -53,6 +63,31 @@ pub struct Operation {
     pub started_at: TimestampMs,
 }
 
+impl Operation {
+    fn key(&self) -> VmKey {
+        (self.backend.clone(), self.pool.clone(), self.vm_id.clone())
+    }
+
+    fn store_key(&self) -> String {
+        format!("op-{:020}", self.id)
+    }
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finished {
+    /// The operation.
+    #[serde(flatten)]
+    pub operation: Operation,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub outcome: &'static str,
+    /// Why it failed, or what settling a cancelled one met.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall time it ended, ms since the epoch.
+    pub ended_at: TimestampMs,
+}
+
 /// What became of a power intent handed to [`Operations::start`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Started {
@@ -60,8 +95,16 @@ pub enum Started {
     New(u64),
     /// An operation to the same state was in flight: the intent joined it.
     Joined(u64),
-    /// An operation to the other state is in flight: nothing started.
-    Waiting(Operation),
+    /// Another operation on the VM is in flight (to the other state, or being cancelled):
+    /// nothing started.
+    Waiting {
+        /// That operation.
+        id: u64,
+        /// What it does.
+        state: PowerState,
+    },
+    /// It could not be persisted, so it did not start.
+    Refused(String),
 }
 
 /// One line of the audit file about an operation.
@@ -72,7 +115,7 @@ struct OperationRecord<'a> {
     event: &'static str,
     operation: &'a Operation,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    error: Option<&'a str>,
 }
 
 /// An operation in flight: what it is, where it acts, how to stop it.
@@ -80,11 +123,15 @@ struct Running {
     operation: Operation,
     cluster: Arc<dyn Cluster>,
     abort: AbortHandle,
+    /// Cancelled; the backend is settling what it left.
+    cancelling: bool,
 }
 
 /// The power operations in flight, one per VM.
 pub struct Operations {
     running: Mutex<HashMap<VmKey, Running>>,
+    finished: Mutex<VecDeque<Finished>>,
+    last_id: AtomicU64,
     state: Arc<StateStore>,
     audit: Arc<AuditLog>,
     /// Signalled whenever an operation ends.
@@ -92,10 +139,23 @@ pub struct Operations {
 }
 
 impl Operations {
-    /// Operations persisted in `state`, recorded in `audit`.
+    /// Operations persisted in `state`, recorded in `audit`; ids continue from the last one
+    /// `state` gave out.
     pub fn new(state: Arc<StateStore>, audit: Arc<AuditLog>) -> Arc<Self> {
+        let last_id = match state.get(NAMESPACE, LAST_ID) {
+            Ok(value) => value
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            Err(error) => {
+                tracing::error!(%error, "cannot read the last power operation id");
+                0
+            }
+        };
         Arc::new(Operations {
             running: Mutex::default(),
+            finished: Mutex::default(),
+            last_id: AtomicU64::new(last_id),
             state,
             audit,
             ended: tokio::sync::Notify::new(),
@@ -119,105 +179,135 @@ impl Operations {
         vm_id: &str,
         state: PowerState,
     ) -> Started {
-        let key = (
-            backend.map(str::to_owned),
-            pool.to_owned(),
-            vm_id.to_owned(),
-        );
-        let mut running = self.running();
-        if let Some(Running { operation, .. }) = running.get(&key) {
-            return if operation.state == state {
-                Started::Joined(operation.id)
-            } else {
-                Started::Waiting(operation.clone())
-            };
-        }
         let mut operation = Operation {
             id: 0,
             tenant: tenant.to_owned(),
             binding: binding.to_owned(),
-            backend: key.0.clone(),
-            pool: key.1.clone(),
-            vm_id: key.2.clone(),
+            backend: backend.map(str::to_owned),
+            pool: pool.to_owned(),
+            vm_id: vm_id.to_owned(),
             state,
             started_at: SystemClock.now_ms(),
         };
-        operation.id = self.record("started", &operation, None);
-        let id = operation.id;
-        let abort = self.launch(cluster.clone(), operation.clone());
+        let mut running = self.running();
+        if let Some(other) = running.get(&operation.key()) {
+            return if other.operation.state == state && !other.cancelling {
+                Started::Joined(other.operation.id)
+            } else {
+                Started::Waiting {
+                    id: other.operation.id,
+                    state: other.operation.state,
+                }
+            };
+        }
+        operation.id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Err(error) = self.persist(&operation) {
+            return Started::Refused(format!("cannot persist the operation: {error}"));
+        }
+        self.record("started", &operation, None);
+        self.launch(&mut running, cluster, operation.clone());
+        Started::New(operation.id)
+    }
+
+    /// Runs `operation` as a task and registers it, under the lock of the running set so that
+    /// the task cannot finish before it is registered.
+    fn launch(
+        self: &Arc<Self>,
+        running: &mut HashMap<VmKey, Running>,
+        cluster: Arc<dyn Cluster>,
+        operation: Operation,
+    ) {
+        let operations = self.clone();
+        let (task_cluster, task_operation) = (cluster.clone(), operation.clone());
+        let abort = tokio::spawn(async move {
+            let operation = task_operation;
+            let (pool, vm_id, state) = (&operation.pool, &operation.vm_id, operation.state);
+            let outcome =
+                super::engine::retry(|| task_cluster.set_power(pool, vm_id, state)).await;
+            match &outcome {
+                Ok(()) => {
+                    tracing::info!(id = operation.id, %pool, vm = %vm_id, ?state, "power operation done")
+                }
+                Err(error) => {
+                    tracing::warn!(id = operation.id, %pool, vm = %vm_id, ?state, %error, "power operation failed")
+                }
+            }
+            // A cancel in the meantime owns the ending.
+            if operations.take(&operation, false) {
+                operations.end(
+                    &operation,
+                    if outcome.is_ok() { "succeeded" } else { "failed" },
+                    outcome.err().map(|e| e.to_string()),
+                );
+            }
+        })
+        .abort_handle();
         running.insert(
-            key,
+            operation.key(),
             Running {
                 operation,
                 cluster,
                 abort,
+                cancelling: false,
             },
         );
-        Started::New(id)
     }
 
-    /// Persists `operation` and runs it as a task; it removes itself when it ends. Called with
-    /// the running set locked, so that the task is registered before it can finish.
-    fn launch(self: &Arc<Self>, cluster: Arc<dyn Cluster>, operation: Operation) -> AbortHandle {
-        if let Err(error) = self.persist(&operation) {
-            // Runs all the same: losing the resume is better than not acting.
-            tracing::error!(id = operation.id, %error, "cannot persist a power operation");
+    /// Removes `operation` from the running set if it is there (and, unless `cancelled`, not
+    /// being cancelled); true if it was.
+    fn take(&self, operation: &Operation, cancelled: bool) -> bool {
+        let mut running = self.running();
+        let key = operation.key();
+        let ours = running
+            .get(&key)
+            .is_some_and(|r| r.operation.id == operation.id && (cancelled || !r.cancelling));
+        if ours {
+            running.remove(&key);
         }
-        let operations = self.clone();
-        tokio::spawn(async move {
-            let (pool, vm_id, state) = (&operation.pool, &operation.vm_id, operation.state);
-            let outcome = super::engine::retry(|| cluster.set_power(pool, vm_id, state)).await;
-            match &outcome {
-                Ok(()) => tracing::info!(id = operation.id, %pool, vm = %vm_id, ?state, "power operation done"),
-                Err(error) => tracing::warn!(id = operation.id, %pool, vm = %vm_id, ?state, %error, "power operation failed"),
-            }
-            operations.finish(
-                &operation,
-                if outcome.is_ok() { "succeeded" } else { "failed" },
-                outcome.err().map(|e| e.to_string()),
-            );
-        })
-        .abort_handle()
+        ours
     }
 
-    /// Takes a finished (or cancelled) operation out of the running set, the store and the way.
-    fn finish(&self, operation: &Operation, event: &'static str, error: Option<String>) {
-        let key = (
-            operation.backend.clone(),
-            operation.pool.clone(),
-            operation.vm_id.clone(),
-        );
+    /// Records the end of an operation already taken out of the running set.
+    fn end(&self, operation: &Operation, outcome: &'static str, error: Option<String>) {
+        if let Err(store) = self
+            .state
+            .apply(NAMESPACE, BTreeMap::from([(operation.store_key(), None)]))
         {
-            let mut running = self.running();
-            if running
-                .get(&key)
-                .is_some_and(|r| r.operation.id == operation.id)
-            {
-                running.remove(&key);
-            }
+            // A record left behind is resumed at the next start only if its binding still owns
+            // the pool then.
+            tracing::error!(id = operation.id, %store, "cannot forget a finished power operation");
         }
-        if let Err(error) = self.state.apply(
-            NAMESPACE,
-            [(operation.id.to_string(), None)].into_iter().collect(),
-        ) {
-            tracing::error!(id = operation.id, %error, "cannot forget a finished power operation");
+        self.record(outcome, operation, error.as_deref());
+        let mut finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        finished.push_back(Finished {
+            operation: operation.clone(),
+            outcome,
+            error,
+            ended_at: SystemClock.now_ms(),
+        });
+        while finished.len() > MAX_FINISHED {
+            finished.pop_front();
         }
-        self.record(event, operation, error);
+        drop(finished);
         self.ended.notify_waiters();
     }
 
-    fn persist(&self, operation: &Operation) -> Result<(), crate::state::StateError> {
+    fn persist(&self, operation: &Operation) -> Result<(), StateError> {
         let value = serde_json::to_vec(operation).expect("an operation serializes");
         self.state.apply(
             NAMESPACE,
-            [(operation.id.to_string(), Some(value))]
-                .into_iter()
-                .collect(),
+            BTreeMap::from([
+                (operation.store_key(), Some(value)),
+                (
+                    LAST_ID.to_owned(),
+                    Some(operation.id.to_string().into_bytes()),
+                ),
+            ]),
         )
     }
 
-    /// Appends an audit line about `operation`; returns its sequence number.
-    fn record(&self, event: &'static str, operation: &Operation, error: Option<String>) -> u64 {
+    /// Appends an audit line about `operation`.
+    fn record(&self, event: &'static str, operation: &Operation, error: Option<&str>) {
         self.audit.append_line(|seq| {
             serde_json::to_value(OperationRecord {
                 seq,
@@ -227,47 +317,62 @@ impl Operations {
                 error,
             })
             .expect("an operation record serializes")
-        })
+        });
     }
 
     /// Runs again every operation a previous run of the host left in flight, through the
-    /// cluster `cluster_of` gives for its tenant (none: the tenant is gone, the record is
-    /// dropped with a warning).
+    /// cluster `cluster_of` gives for it; `cluster_of` answers why not when its binding no
+    /// longer owns the pool (or is gone), and the operation is then recorded as failed. Of
+    /// two records for one VM, the newer is resumed. Returns how many were resumed.
     pub fn resume(
         self: &Arc<Self>,
-        cluster_of: impl Fn(&Operation) -> Option<Arc<dyn Cluster>>,
-    ) -> Result<usize, crate::state::StateError> {
-        let mut resumed = 0;
+        cluster_of: impl Fn(&Operation) -> Result<Arc<dyn Cluster>, String>,
+    ) -> Result<usize, StateError> {
+        let mut newest: HashMap<VmKey, Operation> = HashMap::new();
+        let mut superseded = Vec::new();
         for (key, value) in self.state.list(NAMESPACE)? {
+            if key == LAST_ID {
+                continue;
+            }
             let Ok(operation) = serde_json::from_slice::<Operation>(&value) else {
                 tracing::error!(%key, "a persisted power operation does not decode; dropped");
-                self.state
-                    .apply(NAMESPACE, [(key, None)].into_iter().collect())?;
+                self.state.apply(NAMESPACE, BTreeMap::from([(key, None)]))?;
                 continue;
             };
-            let Some(cluster) = cluster_of(&operation) else {
-                tracing::warn!(id = operation.id, tenant = %operation.tenant, "the tenant of an interrupted power operation is gone; dropped");
-                self.finish(&operation, "failed", Some("its tenant is gone".into()));
-                continue;
-            };
-            self.record("resumed", &operation, None);
-            let key = (
-                operation.backend.clone(),
-                operation.pool.clone(),
-                operation.vm_id.clone(),
+            match newest.remove(&operation.key()) {
+                Some(other) if other.id > operation.id => {
+                    superseded.push(operation);
+                    newest.insert(other.key(), other);
+                }
+                Some(other) => {
+                    superseded.push(other);
+                    newest.insert(operation.key(), operation);
+                }
+                None => {
+                    newest.insert(operation.key(), operation);
+                }
+            }
+        }
+        for operation in superseded {
+            self.end(
+                &operation,
+                "failed",
+                Some("superseded by a newer operation on the VM".into()),
             );
-            // Under the lock, as in `start`: the task cannot finish before it is registered.
-            let mut running = self.running();
-            let abort = self.launch(cluster.clone(), operation.clone());
-            running.insert(
-                key,
-                Running {
-                    operation,
-                    cluster,
-                    abort,
-                },
-            );
-            resumed += 1;
+        }
+        let mut resumed = 0;
+        for operation in newest.into_values() {
+            match cluster_of(&operation) {
+                Ok(cluster) => {
+                    self.record("resumed", &operation, None);
+                    self.launch(&mut self.running(), cluster, operation);
+                    resumed += 1;
+                }
+                Err(why) => {
+                    tracing::warn!(id = operation.id, %why, "an interrupted power operation is not resumed");
+                    self.end(&operation, "failed", Some(format!("not resumed: {why}")));
+                }
+            }
         }
         Ok(resumed)
     }
@@ -285,31 +390,64 @@ impl Operations {
         found
     }
 
-    /// Cancels an operation of `tenant/binding`; false if it is not in flight. The step under
-    /// way is dropped, then the backend settles what it left (a power-off whose guest still
-    /// runs gives its node back to the scheduler).
-    pub fn cancel(&self, tenant: &str, binding: &str, id: u64) -> bool {
-        let found = self
-            .running()
-            .values()
-            .find(|r| {
-                r.operation.id == id
-                    && r.operation.tenant == tenant
-                    && r.operation.binding == binding
-            })
-            .map(|r| (r.operation.clone(), r.cluster.clone(), r.abort.clone()));
-        let Some((operation, cluster, abort)) = found else {
-            return false;
-        };
-        abort.abort();
-        self.finish(&operation, "cancelled", None);
-        tokio::spawn(async move {
-            let (pool, vm_id, state) = (&operation.pool, &operation.vm_id, operation.state);
-            if let Err(error) = cluster.abandon_power(pool, vm_id, state).await {
-                tracing::error!(id = operation.id, %pool, vm = %vm_id, %error, "cannot settle a cancelled power operation");
+    /// The last operations of `tenant/binding` that ended, oldest first.
+    pub fn finished_of_binding(&self, tenant: &str, binding: &str) -> Vec<Finished> {
+        self.finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|f| f.operation.tenant == tenant && f.operation.binding == binding)
+            .cloned()
+            .collect()
+    }
+
+    /// Cancels an operation of `tenant/binding` (the binding need not exist any more); false if
+    /// it is not in flight. See the module's rules.
+    pub fn cancel(self: &Arc<Self>, tenant: &str, binding: &str, id: u64) -> bool {
+        self.cancel_where(|o| o.id == id && o.tenant == tenant && o.binding == binding) > 0
+    }
+
+    /// Cancels every operation of `tenant/binding` that `pool` picks (all: `None`); returns how
+    /// many.
+    pub fn cancel_binding(
+        self: &Arc<Self>,
+        tenant: &str,
+        binding: &str,
+        pool: Option<&str>,
+    ) -> usize {
+        self.cancel_where(|o| {
+            o.tenant == tenant && o.binding == binding && pool.is_none_or(|p| o.pool == p)
+        })
+    }
+
+    fn cancel_where(self: &Arc<Self>, pick: impl Fn(&Operation) -> bool) -> usize {
+        let mut cancelled = Vec::new();
+        for entry in self.running().values_mut() {
+            if entry.cancelling || !pick(&entry.operation) {
+                continue;
             }
-        });
-        true
+            entry.cancelling = true;
+            entry.abort.abort();
+            cancelled.push((entry.operation.clone(), entry.cluster.clone()));
+        }
+        let count = cancelled.len();
+        for (operation, cluster) in cancelled {
+            let operations = self.clone();
+            tokio::spawn(async move {
+                let (pool, vm_id, state) = (&operation.pool, &operation.vm_id, operation.state);
+                let settled = cluster.abandon_power(pool, vm_id, state).await;
+                if let Err(error) = &settled {
+                    tracing::error!(id = operation.id, %pool, vm = %vm_id, %error, "cannot settle a cancelled power operation");
+                }
+                operations.take(&operation, true);
+                operations.end(
+                    &operation,
+                    "cancelled",
+                    settled.err().map(|e| format!("settling what it left: {e}")),
+                );
+            });
+        }
+        count
     }
 
     /// Waits until no operation is in flight (tests, and a host shutting down).
