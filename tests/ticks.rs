@@ -688,3 +688,60 @@ async fn power_operations_run_off_the_tick_path_and_survive_a_restart() {
     );
     drop(gate);
 }
+
+/// A tick whose policy succeeded but whose actuation a backend refused counts toward the
+/// fallback; a rail clamp (a peak held at max_replicas) never does.
+#[tokio::test]
+async fn failed_actuation_counts_toward_the_fallback_and_a_clamp_does_not() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    // Held at max_replicas 10, every tick: no failure, however long.
+    let clamped = engine
+        .bind(
+            fixture_binding(
+                "peak",
+                "scale",
+                json!({ "target": workload_json(&api()), "replicas": 50 }),
+                vec![target(&api(), 1, 10)],
+            ),
+            fixture(),
+        )
+        .await
+        .expect("binds");
+    for _ in 0..3 {
+        let record = engine.tick(&clamped).await;
+        assert_eq!(record.consecutive_failures, 0, "{:?}", record.actions);
+        assert!(record.fallback.is_none());
+    }
+    assert_eq!(clamped.health().failed_actuations, 0);
+    // A target the backend does not know: the tick succeeds, its scale fails.
+    let ghost = scalehost::model::WorkloadRef::deployment("web", "ghost");
+    let mut spec = fixture_binding(
+        "ghost",
+        "scale",
+        json!({ "target": workload_json(&ghost), "replicas": 3 }),
+        vec![target(&ghost, 1, 10)],
+    );
+    spec.fallback = FallbackSpec {
+        after_failures: 2,
+        action: FallbackAction::Hold,
+    };
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    let first = engine.tick(&binding).await;
+    assert_eq!(first.outcome, Outcome::Ok);
+    assert_eq!(first.consecutive_failures, 1);
+    assert!(first.fallback.is_none());
+    let second = engine.tick(&binding).await;
+    assert_eq!(second.consecutive_failures, 2);
+    assert_eq!(second.fallback.as_deref(), Some("hold"));
+    let health = binding.health();
+    assert_eq!((health.failed_actuations, health.failed_ticks), (2, 0));
+    assert!(health.failing);
+    assert!(
+        health
+            .last_error
+            .is_some_and(|e| e.starts_with("actuation failed: deployment/web/ghost")),
+        "{:?}",
+        binding.health().last_error
+    );
+}

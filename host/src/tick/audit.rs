@@ -65,7 +65,35 @@ pub enum Action {
     },
 }
 
+/// Why a scale was not attempted because the binding lost its target while the tick ran.
+pub(crate) const NO_LONGER_A_TARGET: &str = "no longer a target of this binding";
+/// Why a power intent was not started because the binding lost its pool.
+pub(crate) const NO_LONGER_A_POOL: &str = "no longer a pool of this binding";
+/// How a power intent that waits for another operation on its VM starts its error.
+pub(crate) const WAITING: &str = "waiting: ";
+
 impl Action {
+    /// What went wrong, when a backend refused or failed it: a failure that counts toward the
+    /// binding's fallback. A rail clamp, a power intent waiting for an operation in flight and
+    /// a target the binding lost while the tick ran are none.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            Action::Scale {
+                target,
+                error: Some(error),
+                ..
+            } if error != NO_LONGER_A_TARGET => Some(format!("{target}: {error}")),
+            Action::Power {
+                vm_id,
+                error: Some(error),
+                ..
+            } if error != NO_LONGER_A_POOL && !error.starts_with(WAITING) => {
+                Some(format!("{vm_id}: {error}"))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether this action changed something in the cluster.
     pub fn changed(&self) -> bool {
         match self {

@@ -157,9 +157,11 @@ pub enum FallbackAction {
 pub struct Health {
     /// Ticks run.
     pub ticks: u64,
-    /// Ticks that failed.
+    /// Ticks that failed (nothing applied).
     pub failed_ticks: u64,
-    /// Failures in a row now.
+    /// Ticks that succeeded but whose actuation a backend refused.
+    pub failed_actuations: u64,
+    /// Failures in a row now, of either kind.
     pub consecutive_failures: u32,
     /// True from the fallback until the next successful tick.
     pub failing: bool,

@@ -632,42 +632,65 @@ impl TickEngine {
             health.ticks += 1;
             health.last_tick_at = Some(now);
         }
-        match result {
+        // What failed, if anything: the invocation (nothing applied), or the actuation of an
+        // applied tick (a backend refused; a rail clamp is no failure). Both count toward the
+        // fallback.
+        let failure = match result {
             Ok(writes) => {
                 record.state_writes = writes;
-                {
-                    let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
+                record.actions = self.apply_intents(binding, &record.intents, now).await;
+                let refused: Vec<String> =
+                    record.actions.iter().filter_map(Action::failure).collect();
+                (!refused.is_empty()).then(|| format!("actuation failed: {}", refused.join("; ")))
+            }
+            Err(error) => {
+                let message = error.to_string();
+                record.outcome = Outcome::Failed { error };
+                Some(message)
+            }
+        };
+        let applied = matches!(record.outcome, Outcome::Ok);
+        let fallback = binding.spec.fallback;
+        let fall_back = {
+            let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
+            match &failure {
+                None => {
                     health.consecutive_failures = 0;
                     health.failing = false;
                 }
-                record.actions = self.apply_intents(binding, &record.intents, now).await;
-            }
-            Err(error) => {
-                let fallback = binding.spec.fallback;
-                let fall_back = {
-                    let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
-                    health.failed_ticks += 1;
-                    health.consecutive_failures += 1;
-                    health.last_error = Some(error.to_string());
-                    record.consecutive_failures = health.consecutive_failures;
-                    let fall_back =
-                        health.consecutive_failures >= fallback.after_failures && !retired;
-                    health.failing |= fall_back;
-                    fall_back
-                };
-                if fall_back {
-                    tracing::warn!(tenant = %binding.tenant, binding = %binding.name, %error, "binding failing, fallback applies");
-                    record.fallback = Some(match fallback.action {
-                        FallbackAction::Hold => "hold".to_owned(),
-                        FallbackAction::Fixed(n) => format!("fixed {n}"),
-                    });
-                    if let FallbackAction::Fixed(n) = fallback.action {
-                        record.actions = self.apply_fallback(binding, n, now).await;
+                Some(error) => {
+                    if applied {
+                        health.failed_actuations += 1;
+                    } else {
+                        health.failed_ticks += 1;
                     }
-                } else {
-                    tracing::info!(tenant = %binding.tenant, binding = %binding.name, %error, "tick failed, nothing applied");
+                    health.consecutive_failures += 1;
+                    health.last_error = Some(error.clone());
+                    record.consecutive_failures = health.consecutive_failures;
                 }
-                record.outcome = Outcome::Failed { error };
+            }
+            let fall_back = failure.is_some()
+                && health.consecutive_failures >= fallback.after_failures
+                && !retired;
+            health.failing |= fall_back;
+            fall_back
+        };
+        if let Some(error) = &failure {
+            if fall_back {
+                tracing::warn!(tenant = %binding.tenant, binding = %binding.name, %error, "binding failing, fallback applies");
+                record.fallback = Some(match fallback.action {
+                    FallbackAction::Hold => "hold".to_owned(),
+                    FallbackAction::Fixed(n) => format!("fixed {n}"),
+                });
+                if let FallbackAction::Fixed(n) = fallback.action {
+                    // An applied tick's own actions stay in the record before the fallback's.
+                    let actions = self.apply_fallback(binding, n, now).await;
+                    record.actions.extend(actions);
+                }
+            } else if applied {
+                tracing::info!(tenant = %binding.tenant, binding = %binding.name, %error, "tick applied, its actuation failed");
+            } else {
+                tracing::info!(tenant = %binding.tenant, binding = %binding.name, %error, "tick failed, nothing applied");
             }
         }
         // The shadow runs after the active revision's intents were applied: it never delays
@@ -780,7 +803,7 @@ impl TickEngine {
                 if self.still_owns(binding, |s| s.targets.contains(target)) {
                     self.scale(binding, target, requested, now, true).await
                 } else {
-                    refused_scale(target, requested, "no longer a target of this binding")
+                    refused_scale(target, requested, super::audit::NO_LONGER_A_TARGET)
                 },
             );
         }
@@ -809,14 +832,15 @@ impl TickEngine {
                         Started::Waiting { id, state } => (
                             None,
                             Some(format!(
-                                "waiting: operation {id} on {vm_id} (power {}) is in flight",
+                                "{}operation {id} on {vm_id} (power {}) is in flight",
+                                super::audit::WAITING,
                                 power_word(state)
                             )),
                         ),
                         Started::Refused(why) => (None, Some(why)),
                     }
                 } else {
-                    (None, Some("no longer a pool of this binding".to_owned()))
+                    (None, Some(super::audit::NO_LONGER_A_POOL.to_owned()))
                 };
                 actions.push(Action::Power {
                     pool: pool.clone(),
@@ -843,7 +867,7 @@ impl TickEngine {
                 if self.still_owns(binding, |s| s.targets.contains(&workload)) {
                     self.scale(binding, &workload, replicas, now, false).await
                 } else {
-                    refused_scale(&workload, replicas, "no longer a target of this binding")
+                    refused_scale(&workload, replicas, super::audit::NO_LONGER_A_TARGET)
                 },
             );
         }
