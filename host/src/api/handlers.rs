@@ -398,10 +398,9 @@ pub(super) async fn get_state(
     Caller(who): Caller,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        json!({ "entries": state.control.state(&who, &tenant, &name)? }),
-    )
+    // A binding's state may be big: read it off the async workers.
+    let entries = blocking(&state, move |control| control.state(&who, &tenant, &name)).await?;
+    ok(StatusCode::OK, json!({ "entries": entries }))
 }
 
 pub(super) async fn clear_state(

@@ -611,7 +611,7 @@ impl TickEngine {
         // A tick overtaken by a removal or a state clearing is discarded: it commits nothing,
         // applies nothing, and is no failure of the policy's (no fallback).
         let result = match invocation.result {
-            Ok(()) => match commit_gated(binding, state_epoch, invocation.state) {
+            Ok(()) => match blocking_io(|| commit_gated(binding, state_epoch, invocation.state)) {
                 Ok(writes) => Ok(writes),
                 Err(Refused::Failed(error)) => Err(error),
                 Err(Refused::Discarded(error)) => {
@@ -727,7 +727,8 @@ impl TickEngine {
             )
             .await;
         let result = invocation.result.and_then(|()| {
-            commit_gated(binding, state_epoch, invocation.state).map_err(Refused::into_error)
+            blocking_io(|| commit_gated(binding, state_epoch, invocation.state))
+                .map_err(Refused::into_error)
         });
         ShadowRecord {
             plugin: shadow.policy.digest().to_owned(),
@@ -819,15 +820,17 @@ impl TickEngine {
                 }
                 seen.push((pool, vm_id, *state));
                 let (operation, error) = if self.still_owns(binding, |s| s.pools.contains(pool)) {
-                    match self.operations.start(
-                        cluster.clone(),
-                        &binding.tenant,
-                        &binding.name,
-                        binding.scope.tenant.backend.as_deref(),
-                        pool,
-                        vm_id,
-                        *state,
-                    ) {
+                    match blocking_io(|| {
+                        self.operations.start(
+                            cluster.clone(),
+                            &binding.tenant,
+                            &binding.name,
+                            binding.scope.tenant.backend.as_deref(),
+                            pool,
+                            vm_id,
+                            *state,
+                        )
+                    }) {
                         Started::New(id) | Started::Joined(id) => (Some(id), None),
                         Started::Waiting { id, state } => (
                             None,
@@ -966,6 +969,16 @@ struct Revision<'a> {
     scope: &'a Arc<Scope>,
     /// The state namespace its writes are staged over.
     state: String,
+}
+
+/// Runs a tick's blocking store I/O (a redb commit): on a multi-threaded runtime the worker
+/// hands its other tasks on meanwhile, so a slow disk or a big transaction stalls no other
+/// tick; on a current-thread runtime (a backtest) it just runs.
+pub(super) fn blocking_io<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 /// Commits a tick's staged state at its commit point, under the binding's gate: a removal or a

@@ -234,11 +234,11 @@ impl Operations {
             }
             // A cancel in the meantime owns the ending.
             if operations.take(&operation, false) {
-                operations.end(
+                super::engine::blocking_io(|| operations.end(
                     &operation,
                     if outcome.is_ok() { "succeeded" } else { "failed" },
                     outcome.err().map(|e| e.to_string()),
-                );
+                ));
             }
         })
         .abort_handle();
@@ -440,11 +440,13 @@ impl Operations {
                     tracing::error!(id = operation.id, %pool, vm = %vm_id, %error, "cannot settle a cancelled power operation");
                 }
                 operations.take(&operation, true);
-                operations.end(
-                    &operation,
-                    "cancelled",
-                    settled.err().map(|e| format!("settling what it left: {e}")),
-                );
+                super::engine::blocking_io(|| {
+                    operations.end(
+                        &operation,
+                        "cancelled",
+                        settled.err().map(|e| format!("settling what it left: {e}")),
+                    )
+                });
             });
         }
         count
