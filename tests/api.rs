@@ -455,13 +455,13 @@ async fn plugins_are_validated_stored_once_and_deleted_only_when_unbound() {
     let digest = record["digest"].as_str().expect("digest").to_owned();
     assert!(digest.starts_with("sha256:") && digest.len() == 7 + 64);
     assert_eq!(record["size"], bytes.len());
-    assert_eq!(record["world"], "scalehost:policy/policy@0.1.0");
+    assert_eq!(record["world"], "scalehost:policy/policy@0.2.0");
     assert!(
         record["imports"]
             .as_array()
             .expect("imports")
             .iter()
-            .any(|i| i == "scalehost:policy/actuation@0.1.0"),
+            .any(|i| i == "scalehost:policy/actuation@0.2.0"),
         "{record}"
     );
     let again = call(

@@ -62,7 +62,7 @@ fn validate_rejects_each_bad_input_with_a_one_line_reason() {
     );
     let line = refusal(&["validate", artifacts::OTHER_WORLD]);
     assert!(
-        line.contains("not a component of world scalehost:policy/policy@0.1.0"),
+        line.contains("not a component of world scalehost:policy/policy@0.2.0 (nor of @0.1.0)"),
         "{line}"
     );
     let line = refusal(&[

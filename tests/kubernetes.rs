@@ -650,10 +650,12 @@ async fn pool_backend(
                 PoolVm {
                     name: "worker-a-vm".into(),
                     node: "node-a".into(),
+                    maintenance: false,
                 },
                 PoolVm {
                     name: "worker-b-vm".into(),
                     node: "node-b".into(),
+                    maintenance: false,
                 },
             ],
             shutdown_timeout: Duration::from_secs(2),
@@ -1221,5 +1223,68 @@ async fn a_drain_blocked_by_a_budget_does_not_delay_the_next_tick() {
             .map(|f| (f.operation.id, f.outcome))
             .collect::<Vec<_>>(),
         [(ids[0], "failed"), (id, "cancelled")]
+    );
+}
+
+/// The node view (WIT 0.2.0 `nodes`): each node with its non-terminal pods and what they
+/// request, DaemonSet and mirror pods not blocking a drain, and the pods the scheduler has not
+/// placed.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_list_their_pods_and_pending_pods_are_the_unscheduled_ones() {
+    let (_, k8s) = cluster(apiserver::sample()).await;
+    let k8s = Arc::new(k8s);
+    let k = k8s.clone();
+    let (nodes, pending) =
+        blocking(move || async move { (k.nodes().await, k.pending_pods().await) }).await;
+    let nodes = nodes.expect("nodes");
+    let names: Vec<_> = nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["node-a", "node-b"]);
+    let a = &nodes[0];
+    assert!(a.ready && a.schedulable);
+    assert_eq!(
+        (a.allocatable_cpu_millis, a.allocatable_memory_bytes),
+        (4000, 16 << 30)
+    );
+    let pods: Vec<_> = a
+        .pods
+        .iter()
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.cpu_request_millis,
+                p.drain_blocker.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pods,
+        [
+            (
+                "api-0",
+                250,
+                Some("not managed by a controller (a bare pod)")
+            ),
+            (
+                "api-1",
+                250,
+                Some("not managed by a controller (a bare pod)")
+            ),
+            ("agent-a", 50, None),
+            ("etcd-node-a", 100, None),
+        ],
+        "the double serves api pods without owners"
+    );
+    // The finished job is not listed on node-b.
+    let b: Vec<_> = nodes[1].pods.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(b, ["api-2", "api-3"]);
+    let pending = pending.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (
+            pending[0].namespace.as_str(),
+            pending[0].name.as_str(),
+            pending[0].cpu_request_millis
+        ),
+        ("batch", "job-0", 500)
     );
 }

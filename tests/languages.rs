@@ -405,11 +405,17 @@ async fn python_policy_gets_errors_not_access_and_its_prints_reach_the_log() {
     );
 }
 
-/// A Python policy's `time.sleep` (a WASI poll) ends at the invocation's deadline, in
-/// `validate-config` as at tick.
+/// A Python policy's `time.sleep` and a JavaScript policy's awaited `setTimeout` (both a WASI
+/// poll) end at the invocation's deadline, in `validate-config` as at tick.
 #[tokio::test]
-async fn a_python_sleep_ends_at_the_deadline() {
-    let path = built("python-escape");
+async fn a_python_sleep_and_a_js_timer_end_at_the_deadline() {
+    for component in ["python-escape", "js-timer"] {
+        sleep_ends_at_the_deadline(component).await;
+    }
+}
+
+async fn sleep_ends_at_the_deadline(component: &str) {
+    let path = built(component);
     let path: &'static str = Box::leak(path.to_string_lossy().into_owned().into_boxed_str());
     let policy = compiled(path);
     let sim = sim();
@@ -433,11 +439,12 @@ async fn a_python_sleep_ends_at_the_deadline() {
     let took = started.elapsed();
     assert_eq!(
         invocation.result,
-        Err(scalehost::runtime::InvocationError::Deadline("1s".into()))
+        Err(scalehost::runtime::InvocationError::Deadline("1s".into())),
+        "{component}"
     );
     assert!(
         took < std::time::Duration::from_secs(3),
-        "the tick took {took:?}"
+        "{component}: the tick took {took:?}"
     );
     let started = std::time::Instant::now();
     let checked = policy
@@ -447,7 +454,7 @@ async fn a_python_sleep_ends_at_the_deadline() {
             "t".into(),
             "sleepy".into(),
             0,
-            StagedState::new(state, "t/sleepy".into()),
+            StagedState::new(state.clone(), "t/sleepy".into()),
         )
         .await;
     let took = started.elapsed();
@@ -458,10 +465,58 @@ async fn a_python_sleep_ends_at_the_deadline() {
                 scalehost::runtime::InvocationError::Deadline(d)
             )) if d == "1s"
         ),
-        "{checked:?}"
+        "{component}: {checked:?}"
     );
     assert!(
         took < std::time::Duration::from_secs(3),
-        "the check took {took:?}"
+        "{component}: the check took {took:?}"
     );
+    // Told not to sleep, it answers: the deadline was the sleep's, not the runtime's.
+    let quick = policy
+        .validate_config(
+            "{}",
+            limits,
+            "t".into(),
+            "sleepy".into(),
+            0,
+            StagedState::new(state, "t/sleepy".into()),
+        )
+        .await;
+    assert!(quick.is_ok(), "{component}: {quick:?}");
+}
+
+/// With WIT 0.2.0 every port reads back what became of its scale: a change the host applied
+/// starts the cooldown, one the rails held at the current count (here `max_replicas` 4 = the
+/// current replicas) does not, and the next tick decides again.
+#[tokio::test]
+async fn the_cooldown_starts_only_after_an_applied_change_in_every_language() {
+    let config = json!({
+        "target": { "namespace": "web", "name": "api" },
+        "source": { "events": { "service": "web/api/requests" } },
+        "window_secs": 60,
+        "cooldown_secs": 60,
+        "rules": [{ "direction": "up", "threshold": 0.0, "step": { "by": 2 }, "limit": 30 }]
+    });
+    for (language, policy) in implementations() {
+        for (max_replicas, cools_down) in [(4, false), (10, true)] {
+            let sim = sim();
+            sim.advance_to(sim.now() + 60_000);
+            let engine = tick_engine(&sim);
+            let mut spec =
+                fixture_binding("tc", "ok", json!({}), vec![target(&api(), 1, max_replicas)]);
+            spec.config = config.clone();
+            let binding = engine.bind(spec, policy.clone()).await.expect(language);
+            let first = engine.tick(&binding).await;
+            assert_eq!(first.outcome, Outcome::Ok, "{language}");
+            assert_eq!(first.intents.len(), 1, "{language}: the rule fires");
+            let second = engine.tick(&binding).await;
+            assert_eq!(second.outcome, Outcome::Ok, "{language}");
+            assert_eq!(
+                second.intents.len(),
+                usize::from(!cools_down),
+                "{language}, max_replicas {max_replicas}: {:?}",
+                second.intents
+            );
+        }
+    }
 }

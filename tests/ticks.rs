@@ -367,7 +367,7 @@ namespaces = ["web"]
         bindings = ["counter", "endless-loop", "memory-hog", "trap", "host-call-flood"]
             .iter()
             .map(|mode| format!(
-                "[[bindings]]\ntenant = \"t\"\nname = \"{mode}\"\nplugin = \"{plugin}\"\ninterval = \"100ms\"\nconfig = {{ mode = \"{mode}\" }}\n",
+                "[[bindings]]\ntenant = \"t\"\nname = \"{mode}\"\nplugin = \"{plugin}\"\ninterval = \"100ms\"\nconfig = {{ mode = \"{mode}\" }}\nlimits = {{ deadline = \"200ms\" }}\n",
                 plugin = scalehost_test_artifacts::POLICY_FIXTURE
             ))
             .collect::<String>()
@@ -744,4 +744,139 @@ async fn failed_actuation_counts_toward_the_fallback_and_a_clamp_does_not() {
         "{:?}",
         binding.health().last_error
     );
+}
+
+/// WIT 0.2.0 `outcomes`: the next tick reads what became of the last applied tick's scale,
+/// rails and all; a failed tick leaves it as it was.
+#[tokio::test]
+async fn a_policy_reads_what_became_of_its_previous_intents() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let mut rails = target(&api(), 2, 10);
+    rails.max_step_up = Some(3);
+    let spec = fixture_binding(
+        "report",
+        "report",
+        json!({ "target": workload_json(&api()), "replicas": 50 }),
+        vec![rails],
+    );
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    let report = |key: &str| {
+        String::from_utf8(
+            engine
+                .state()
+                .get("t/report", key)
+                .expect("reads")
+                .expect("written"),
+        )
+        .expect("utf-8")
+    };
+    let first = engine.tick(&binding).await;
+    assert_eq!(first.outcome, Outcome::Ok);
+    assert_eq!(report("previous"), "None", "nothing before the first tick");
+    engine.tick(&binding).await;
+    let previous = report("previous");
+    assert!(
+        previous.starts_with(&format!("Some(TickOutcomes {{ at: {}, scales: [ScaleOutcome {{ target: WorkloadRef {{ kind: Deployment, namespace: \"web\", name: \"api\" }}, current: 4, requested: 50, applied: 7, adjustments: [Adjustment {{ rail: MaxReplicas, from: 50, to: 10 }}, Adjustment {{ rail: MaxStepUp, from: 10, to: 7 }}], error: None }}]", first.at)),
+        "{previous}"
+    );
+}
+
+/// WIT 0.2.0 `nodes`: every node with its pods (other tenants' pods counted, not named), the
+/// VM of a granted pool under its node, pending pods, and a pool's VMs.
+#[tokio::test]
+async fn the_node_view_shows_pods_vms_and_pending_pods_within_the_tenant_scope() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    engine.add_tenant(scalehost::tick::TenantSpec {
+        name: "w".into(),
+        namespaces: vec!["web".into()],
+        workloads: vec![],
+        vm_pools: vec!["pool".into()],
+        backend: None,
+    });
+    // The filler fills the spare CPU, and then some: pods of it wait.
+    scalehost::backends::Actuator::scale(&*sim, &miner(), 40)
+        .await
+        .expect("scales");
+    let mut spec = fixture_binding("nodes", "report", json!({ "pool": "pool" }), vec![]);
+    spec.tenant = "w".into();
+    spec.vm_pools = vec!["pool".into()];
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    assert_eq!(engine.tick(&binding).await.outcome, Outcome::Ok);
+    let read = |key: &str| {
+        String::from_utf8(
+            engine
+                .state()
+                .get("w/nodes", key)
+                .expect("reads")
+                .expect(key),
+        )
+        .expect("utf-8")
+    };
+    let nodes = read("nodes");
+    for node in ["node-a", "node-b", "worker-1"] {
+        assert!(
+            nodes.contains(&format!("name: \"{node}\", ready: true, schedulable: true")),
+            "{nodes}"
+        );
+    }
+    assert!(nodes.contains("vm: Some((\"pool\", \"vm-1\"))"), "{nodes}");
+    assert!(
+        nodes.contains("name: Some((\"web\", \"api-"),
+        "web's pods are named: {nodes}"
+    );
+    assert!(!nodes.contains("batch"), "batch's are not: {nodes}");
+    assert!(
+        nodes.contains("name: None, priority: -100, expendable: true, cpu_request_millis: 1000"),
+        "{nodes}"
+    );
+    assert!(nodes.contains("runs_host: false"), "{nodes}");
+    let pending = read("pending");
+    assert!(
+        pending.starts_with("Ok([Pod { name: None, priority: -100, expendable: true"),
+        "{pending}"
+    );
+    let pool = read("pool");
+    assert!(
+        pool.starts_with("Ok([PoolVm { vm: Vm { id: \"vm-1\", name: \"vm-1\", power: On, node_name: Some(\"worker-1\") }, maintenance: false, operation: None }])"),
+        "{pool}"
+    );
+}
+
+/// A component of WIT 0.1.0, built without the SDK, binds, ticks and keeps its state on the
+/// host that speaks 0.2.0.
+#[tokio::test]
+async fn a_wit_0_1_0_component_keeps_working() {
+    let old = compiled(scalehost_test_artifacts::POLICY_V0_1);
+    assert_eq!(old.world(), "scalehost:policy/policy@0.1.0");
+    assert_eq!(fixture().world(), "scalehost:policy/policy@0.2.0");
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let mut spec = fixture_binding("old", "ok", json!({}), vec![target(&api(), 1, 10)]);
+    spec.config = json!({ "target": { "namespace": "web", "name": "api" }, "replicas": 6 });
+    let binding = engine.bind(spec, old.clone()).await.expect("binds");
+    for _ in 0..2 {
+        assert_eq!(engine.tick(&binding).await.outcome, Outcome::Ok);
+    }
+    assert_eq!(sim.workload(&api()).await.expect("status").replicas, 6);
+    assert_eq!(
+        engine
+            .state()
+            .get("t/old", "ticks")
+            .expect("reads")
+            .as_deref(),
+        Some(&b"2"[..])
+    );
+    let refused = engine
+        .bind(
+            {
+                let mut spec = fixture_binding("old2", "ok", json!({}), vec![]);
+                spec.config = json!({});
+                spec
+            },
+            old,
+        )
+        .await;
+    assert!(refused.is_err(), "its validate-config still runs");
 }

@@ -4,7 +4,8 @@
  *
  * Each tick reads a per-host window sum of a metric (every sample in the window added up,
  * divided by the number of reporting hosts), fires the first rule whose threshold is crossed,
- * clamps the result to the rule's limit, then stays quiet for `cooldown_secs`.
+ * clamps the result to the rule's limit, then stays quiet for `cooldown_secs` from the tick
+ * whose change the host applied (read back through `outcomes` at the next tick).
  *
  * Ownership follows wit-bindgen's C conventions (see the generated policy.h):
  *   - an export owns its argument strings and must free them;
@@ -23,8 +24,10 @@
 #include "policy.h"
 #include "rustfmt.h"
 
-/* State key of the last scale instant: host milliseconds, 8 bytes little-endian. */
+/* State key of the last applied scale's instant: host milliseconds, 8 bytes little-endian. */
 static const char LAST_SCALE_KEY[] = "last_scale_ms";
+/* State key of a scale asked for and not yet known applied (same encoding). */
+static const char PENDING_KEY[] = "pending_scale_ms";
 
 /* Resolution of the range query of a `query` source. */
 static const uint64_t QUERY_STEP_MS = 15000;
@@ -140,11 +143,11 @@ static decision decide(const rule *rules, size_t count, double value, uint32_t c
 
 /* ---- state ------------------------------------------------------------------------------ */
 
-/* The last scale instant; false if absent or not exactly 8 bytes. */
-static bool last_scale(uint64_t *ms) {
+/* The instant stored under `name`; false if absent or not exactly 8 bytes. */
+static bool read_instant(const char *name, uint64_t *ms) {
     policy_string_t key;
     policy_list_u8_t bytes;
-    policy_string_set(&key, LAST_SCALE_KEY);
+    policy_string_set(&key, name);
     if (!scalehost_policy_state_get(&key, &bytes)) {
         return false;
     }
@@ -159,25 +162,85 @@ static bool last_scale(uint64_t *ms) {
     return ok;
 }
 
-static void remember_scale(uint64_t ms) {
+static void write_instant(const char *name, uint64_t ms) {
     uint8_t le[8];
     for (int i = 0; i < 8; i++) {
         le[i] = (uint8_t)(ms >> (8 * i));
     }
     policy_string_t key;
     policy_list_u8_t value = {le, sizeof le};
-    policy_string_set(&key, LAST_SCALE_KEY);
+    policy_string_set(&key, name);
     scalehost_policy_state_set(&key, &value);
+}
+
+static void forget(const char *name) {
+    policy_string_t key;
+    policy_string_set(&key, name);
+    scalehost_policy_state_delete(&key);
+}
+
+static bool same_text(policy_string_t a, policy_string_t b) {
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/*
+ * Whether the scale asked for at `pending` changed `target`, from `previous`, the outcomes of
+ * the binding's last applied tick (NULL after a host restart). Without them, or when they are
+ * another tick's, it is assumed applied: a cooldown too many is safer than a scale too many.
+ */
+static bool pending_applied(uint64_t pending,
+                            const scalehost_policy_outcomes_tick_outcomes_t *previous,
+                            const scalehost_policy_types_workload_ref_t *target) {
+    if (previous == NULL || previous->at != pending) {
+        return true;
+    }
+    for (size_t i = 0; i < previous->scales.len; i++) {
+        const scalehost_policy_outcomes_scale_outcome_t *s = &previous->scales.ptr[i];
+        if (s->target.kind == target->kind && same_text(s->target.namespace_, target->namespace_) &&
+            same_text(s->target.name, target->name) && !s->error.is_some &&
+            s->applied != s->current) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Settles the scale asked for at `pending`: true if it counts as applied. */
+static bool settle_pending(uint64_t pending, const scalehost_policy_types_workload_ref_t *target) {
+    scalehost_policy_outcomes_tick_outcomes_t previous;
+    if (!scalehost_policy_outcomes_previous(&previous)) {
+        return pending_applied(pending, NULL, target);
+    }
+    bool applied = pending_applied(pending, &previous, target);
+    scalehost_policy_outcomes_tick_outcomes_free(&previous);
+    return applied;
 }
 
 /* ---- the tick --------------------------------------------------------------------------- */
 
 static bool tick(const config *c, policy_string_t *err) {
     uint64_t now = scalehost_policy_clock_now();
+    scalehost_policy_types_workload_ref_t target = {
+        c->target.kind == KIND_DEPLOYMENT ? SCALEHOST_POLICY_TYPES_WORKLOAD_KIND_DEPLOYMENT
+                                          : SCALEHOST_POLICY_TYPES_WORKLOAD_KIND_STATEFUL_SET,
+        view(c->target.namespace_),
+        view(c->target.name),
+    };
     uint64_t last;
-    /* Checked before any read so that a cooling-down tick costs one state lookup. */
-    if (last_scale(&last) &&
-        now < saturating_add(last, saturating_mul(c->cooldown_secs, 1000))) {
+    bool has_last = read_instant(LAST_SCALE_KEY, &last);
+    /* The cooldown starts only where the host applied a change: settle the last intent. */
+    uint64_t pending;
+    if (read_instant(PENDING_KEY, &pending)) {
+        forget(PENDING_KEY);
+        if (settle_pending(pending, &target)) {
+            last = pending;
+            has_last = true;
+            write_instant(LAST_SCALE_KEY, pending);
+        } else {
+            log_at(SCALEHOST_POLICY_LOG_LEVEL_INFO, "the last scale was not applied; no cooldown");
+        }
+    }
+    if (has_last && now < saturating_add(last, saturating_mul(c->cooldown_secs, 1000))) {
         log_at(SCALEHOST_POLICY_LOG_LEVEL_DEBUG, "in cooldown");
         return true;
     }
@@ -202,12 +265,6 @@ static bool tick(const config *c, policy_string_t *err) {
         return true;
     }
 
-    scalehost_policy_types_workload_ref_t target = {
-        c->target.kind == KIND_DEPLOYMENT ? SCALEHOST_POLICY_TYPES_WORKLOAD_KIND_DEPLOYMENT
-                                          : SCALEHOST_POLICY_TYPES_WORKLOAD_KIND_STATEFUL_SET,
-        view(c->target.namespace_),
-        view(c->target.name),
-    };
     scalehost_policy_types_workload_status_t status;
     if (!scalehost_policy_metrics_workload(&target, &status, &host_error)) {
         return fail_host(err, &host_error);
@@ -241,7 +298,7 @@ static bool tick(const config *c, policy_string_t *err) {
         if (!scalehost_policy_actuation_scale(&target, &change, &reason, &asked, &host_error)) {
             return fail_host(err, &host_error);
         }
-        remember_scale(now);
+        write_instant(PENDING_KEY, now);
         break;
     }
     }

@@ -2,18 +2,20 @@
 //
 // Each tick reads a per-host window sum of a metric (the sum of every sample in the window divided
 // by the number of reporting hosts), fires the first rule whose threshold is crossed, clamps the
-// result to the rule's limit, and then stays quiet for `cooldown_secs`. It behaves tick for tick
+// result to the rule's limit, and then stays quiet for `cooldown_secs` from the tick whose change
+// the host applied (read back through `outcomes` at the next tick). It behaves tick for tick
 // like the Rust plugin in plugins/threshold-cooldown (same host calls in the same order, same
 // reasons and log lines); the config schema is in that plugin's README.
 //
 // This file is the component's entry: it exports the world's `validate-config` and `tick` and is
 // the only module that talks to the host. The logic lives in ./lib, which node can test.
 
-import { events, queryRange, workload } from 'scalehost:policy/metrics@0.1.0';
-import { scale } from 'scalehost:policy/actuation@0.1.0';
-import * as state from 'scalehost:policy/state@0.1.0';
-import { log } from 'scalehost:policy/log@0.1.0';
-import { now } from 'scalehost:policy/clock@0.1.0';
+import { events, queryRange, workload } from 'scalehost:policy/metrics@0.2.0';
+import { scale } from 'scalehost:policy/actuation@0.2.0';
+import * as state from 'scalehost:policy/state@0.2.0';
+import { log } from 'scalehost:policy/log@0.2.0';
+import { now } from 'scalehost:policy/clock@0.2.0';
+import { previous } from 'scalehost:policy/outcomes@0.2.0';
 
 import { parseConfig, validate } from './lib/config.js';
 import {
@@ -22,14 +24,17 @@ import {
   decodeLastScale,
   encodeLastScale,
   inCooldown,
+  pendingApplied,
   perHostValue,
   saturatingSub,
   scaleReason,
   secsToMs,
 } from './lib/policy.js';
 
-/** State key of the last scale instant (host milliseconds, u64 little-endian). */
+/** State key of the last applied scale's instant (host milliseconds, u64 little-endian). */
 const LAST_SCALE_KEY = 'last_scale_ms';
+/** State key of a scale asked for and not yet known applied (same encoding). */
+const PENDING_KEY = 'pending_scale_ms';
 
 /** Resolution of the range query for a `query` source, in milliseconds. */
 const QUERY_STEP_MS = 15_000n;
@@ -80,7 +85,18 @@ export function validateConfig(json) {
 export function tick(json) {
   const config = parseConfig(json); // parsed again on every tick, not re-validated
   const nowMs = now();
-  const lastScaleMs = decodeLastScale(state.get(LAST_SCALE_KEY));
+  let lastScaleMs = decodeLastScale(state.get(LAST_SCALE_KEY));
+  // The cooldown starts only where the host applied a change: settle the last intent.
+  const pendingMs = decodeLastScale(state.get(PENDING_KEY));
+  if (pendingMs !== undefined) {
+    state.delete(PENDING_KEY);
+    if (pendingApplied(pendingMs, previous(), config.target)) {
+      lastScaleMs = pendingMs;
+      state.set(LAST_SCALE_KEY, encodeLastScale(pendingMs));
+    } else {
+      log('info', 'the last scale was not applied; no cooldown');
+    }
+  }
   // Checked before any read so a cooling-down tick costs one state lookup.
   if (inCooldown(lastScaleMs, nowMs, config.cooldownSecs)) {
     log('debug', 'in cooldown');
@@ -107,6 +123,6 @@ export function tick(json) {
     const reason = scaleReason(config.rules, decision.index, value, current, decision.replicas);
     const replicas = Math.min(decision.replicas, MAX_SENDABLE_REPLICAS);
     host(scale, config.target, { tag: 'to', val: replicas }, reason);
-    state.set(LAST_SCALE_KEY, encodeLastScale(nowMs));
+    state.set(PENDING_KEY, encodeLastScale(nowMs));
   }
 }

@@ -116,10 +116,7 @@ fn tick_cost(policy: &CompiledPolicy, sim: &Arc<SimulatedCluster>) -> (Duration,
             "t".into(),
             "b".into(),
             now,
-            Access {
-                cluster: sim.clone(),
-                scope: scope.clone(),
-            },
+            Access::new(sim.clone(), scope.clone()),
             StagedState::new(state.clone(), "t/b".into()),
         ));
         samples.push(started.elapsed());

@@ -150,14 +150,14 @@ fn tick(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    let access = Access {
-        cluster: sim.clone(),
-        scope: Arc::new(Scope {
+    let access = Access::new(
+        sim.clone(),
+        Arc::new(Scope {
             tenant,
             targets: vec![miner],
             pools: vec![],
         }),
-    };
+    );
     let state = StagedState::new(
         Arc::new(StateStore::in_memory().expect("state")),
         "t/warm".into(),

@@ -104,6 +104,53 @@ pub struct Vm {
     pub power: PowerState,
     /// The Kubernetes node the VM runs.
     pub node_name: Option<String>,
+    /// Marked for maintenance in the pool's configuration: policies leave it alone.
+    pub maintenance: bool,
+}
+
+/// Priority below which a pod is expendable, as Cluster Autoscaler's default
+/// `--expendable-pods-priority-cutoff`: it neither needs capacity nor keeps a node on.
+pub const EXPENDABLE_PRIORITY_CUTOFF: i32 = -10;
+
+/// A pod as a backend reports it for the node view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodInfo {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `spec.priority` (0 when unset).
+    pub priority: i32,
+    /// CPU requested, millicores.
+    pub cpu_request_millis: u64,
+    /// Memory requested, bytes.
+    pub memory_request_bytes: u64,
+    /// Why a drain would refuse to evict it; `None` when it may be evicted or is left alone.
+    pub drain_blocker: Option<String>,
+}
+
+impl PodInfo {
+    /// Below the expendable cutoff ([`EXPENDABLE_PRIORITY_CUTOFF`]).
+    pub fn expendable(&self) -> bool {
+        self.priority < EXPENDABLE_PRIORITY_CUTOFF
+    }
+}
+
+/// A node with its non-terminal pods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    /// The node's name.
+    pub name: String,
+    /// `Ready` is true.
+    pub ready: bool,
+    /// Not cordoned.
+    pub schedulable: bool,
+    /// Allocatable CPU, millicores.
+    pub allocatable_cpu_millis: u64,
+    /// Allocatable memory, bytes.
+    pub allocatable_memory_bytes: u64,
+    /// Its non-terminal pods.
+    pub pods: Vec<PodInfo>,
 }
 
 /// One value at one instant.
@@ -160,4 +207,75 @@ pub enum BackendError {
     /// The backend failed or is unreachable.
     #[error("unavailable: {0}")]
     Unavailable(String),
+}
+
+/// What became of a binding's last applied tick, as the WIT 0.2.0 `outcomes` interface shows
+/// it to the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickOutcomes {
+    /// The tick's instant.
+    pub at: TimestampMs,
+    /// One per scaled target.
+    pub scales: Vec<ScaleOutcome>,
+    /// One per distinct power intent.
+    pub powers: Vec<PowerOutcome>,
+}
+
+/// What became of one target's scale intents of a tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleOutcome {
+    /// The target.
+    pub target: WorkloadRef,
+    /// Replicas before.
+    pub current: u32,
+    /// Replicas asked for.
+    pub requested: u32,
+    /// Replicas applied (`current` when it failed).
+    pub applied: u32,
+    /// Each rail that changed the value: (rail, from, to); rails are named as in audit
+    /// records (`min-replicas`, `max-step-up`, ...).
+    pub adjustments: Vec<(&'static str, u32, u32)>,
+    /// The backend's error.
+    pub error: Option<String>,
+}
+
+/// What became of one power intent of a tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerOutcome {
+    /// The pool.
+    pub pool: String,
+    /// The VM.
+    pub vm_id: String,
+    /// The state asked for.
+    pub state: PowerState,
+    /// The operation carrying it out.
+    pub operation: Option<u64>,
+    /// Where it stands.
+    pub progress: PowerProgress,
+}
+
+/// Where a power intent stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PowerProgress {
+    /// Running; what it does.
+    InProgress(String),
+    /// The VM reached the state asked for.
+    Done,
+    /// It failed; why.
+    Failed(String),
+    /// It was cancelled.
+    Cancelled,
+    /// Nothing was started; why.
+    NotStarted(String),
+}
+
+/// A power operation in flight on a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    /// The operation's id.
+    pub id: u64,
+    /// The state it brings the VM to.
+    pub state: PowerState,
+    /// What it does now.
+    pub step: String,
 }

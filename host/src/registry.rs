@@ -22,7 +22,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::Component;
 
-use crate::runtime::{CompileError, CompiledPolicy, PolicyEngine, WORLD, digest_of};
+use crate::runtime::{CompileError, CompiledPolicy, PolicyEngine, digest_of};
 
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 
@@ -297,7 +297,7 @@ impl PluginRegistry {
             record: PluginRecord {
                 digest: digest.clone(),
                 size: bytes.len() as u64,
-                world: WORLD.to_owned(),
+                world: policy.world().to_owned(),
                 imports: policy.imports().to_vec(),
                 name: None,
                 version: None,

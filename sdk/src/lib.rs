@@ -2,8 +2,10 @@
 //!
 //! A policy implements [`Policy`] and is exported with [`export_policy!`]; the host calls
 //! [`Policy::validate`] when the policy is bound and [`Policy::tick`] on every tick. Start with
-//! [`Policy`], then see [`metrics`] for reads, [`actuation`] for intents and [`state`] for what
-//! must survive between ticks (guest memory never does).
+//! [`Policy`], then see [`metrics`] for reads, [`actuation`] for intents, [`outcomes`] for what
+//! became of them, [`nodes`] for the per-node view and [`state`] for what must survive between
+//! ticks (guest memory never does). Policies built with this crate are components of the world
+//! `scalehost:policy/policy@0.2.0`.
 //!
 //! ```no_run
 //! use scalehost_sdk::{Policy, ScaleChange, WorkloadRef, actuation, export_policy, metrics};
@@ -36,6 +38,8 @@ pub mod actuation;
 pub mod clock;
 pub mod log;
 pub mod metrics;
+pub mod nodes;
+pub mod outcomes;
 pub mod state;
 mod types;
 
@@ -49,7 +53,7 @@ pub use types::{
 #[allow(missing_docs, unsafe_code)]
 pub mod wit {
     wit_bindgen::generate!({
-        path: "../wit/policy@0.1.0",
+        path: "../wit/policy@0.2.0",
         world: "policy",
         pub_export_macro: true,
         default_bindings_module: "scalehost_sdk::wit",

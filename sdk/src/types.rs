@@ -106,6 +106,19 @@ impl From<&WorkloadRef> for w::WorkloadRef {
     }
 }
 
+impl From<w::WorkloadRef> for WorkloadRef {
+    fn from(r: w::WorkloadRef) -> Self {
+        WorkloadRef {
+            kind: match r.kind {
+                w::WorkloadKind::Deployment => WorkloadKind::Deployment,
+                w::WorkloadKind::StatefulSet => WorkloadKind::StatefulSet,
+            },
+            namespace: r.namespace,
+            name: r.name,
+        }
+    }
+}
+
 /// What the cluster reports of one workload now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WorkloadStatus {

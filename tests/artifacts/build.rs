@@ -15,6 +15,7 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("hpa_classic", "HPA_CLASSIC"),
     ("policy_fixture", "POLICY_FIXTURE"),
     ("other_world", "OTHER_WORLD"),
+    ("policy_v0_1", "POLICY_V0_1"),
 ];
 
 fn main() {

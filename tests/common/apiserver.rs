@@ -347,7 +347,12 @@ async fn list_pods(
     let items = state
         .pods
         .iter()
-        .filter(|p| on_node.as_ref().is_none_or(|n| p.node.as_ref() == Some(n)))
+        // As the API server matches fields: an unscheduled pod's `spec.nodeName` is "".
+        .filter(|p| {
+            on_node
+                .as_ref()
+                .is_none_or(|n| p.node.as_deref().unwrap_or_default() == n)
+        })
         .map(pod_json)
         .collect();
     list("PodList", items)

@@ -82,6 +82,7 @@ pub fn sim_spec() -> SimSpec {
                     memory_bytes: 16 << 30,
                 },
                 power: PowerState::On,
+                maintenance: false,
             }],
         }],
         workloads: vec![
@@ -130,14 +131,14 @@ pub fn tenant() -> TenantSpec {
 /// What a policy invoked directly (not through the engine) reads through: `sim`, with tenant
 /// `t`'s grants and no targets.
 pub fn tenant_access(sim: &Arc<SimulatedCluster>) -> Access {
-    Access {
-        cluster: sim.clone(),
-        scope: Arc::new(Scope {
+    Access::new(
+        sim.clone(),
+        Arc::new(Scope {
             tenant: tenant(),
             targets: vec![],
             pools: vec![],
         }),
-    }
+    )
 }
 
 /// A tick engine on `sim` with tenant `t` and an in-memory state store.
@@ -194,7 +195,11 @@ pub fn fixture_binding(
         config,
         targets,
         vm_pools: vec![],
-        limits: Limits::default(),
+        // Short, so that the tests of misbehaving modes end quickly.
+        limits: Limits {
+            deadline: Duration::from_millis(200),
+            ..Limits::default()
+        },
         fallback: FallbackSpec::default(),
     }
 }

@@ -93,8 +93,8 @@ fn sources(source_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 fn policy_world(root: &Path) -> Result<(Resolve, wit_parser::WorldId)> {
     let mut resolve = Resolve::default();
     let (package, _) = resolve
-        .push_path(root.join("wit/policy@0.1.0"))
-        .context("cannot parse wit/policy@0.1.0")?;
+        .push_path(root.join("wit/policy@0.2.0"))
+        .context("cannot parse wit/policy@0.2.0")?;
     let world = resolve.select_world(&[package], Some("policy"))?;
     Ok((resolve, world))
 }

@@ -19,6 +19,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("hpa_classic", "hpa-classic"),
     ("policy_fixture", "policy-fixture"),
     ("other_world", "other-world"),
+    ("policy_v0_1", "policy-v0-1"),
 ];
 
 const WASM_TARGET: &str = "wasm32-wasip2";
@@ -119,8 +120,12 @@ fn plugins_only(language: &str) -> Result<()> {
         }
         "js" => {
             let to = out.join("threshold-cooldown-js.wasm");
-            scripting::js(&examples.join("js"), &to)?;
-            vec![to]
+            scripting::js(&examples.join("js"), None, &to)?;
+            // The sandbox test's policy: awaits a timer for as long as it is told.
+            let timer = out.join("js-timer.wasm");
+            let source = root.join("plugins/fixtures/js-timer/timer.js");
+            scripting::js(&examples.join("js"), Some(&source), &timer)?;
+            vec![to, timer]
         }
         "python" => {
             let to = out.join("threshold-cooldown-python.wasm");

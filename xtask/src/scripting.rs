@@ -36,7 +36,7 @@ pub fn python(source_dir: &Path, out: &Path) -> Result<()> {
         .current_dir(&root)
         .args([
             "-d",
-            "wit/policy@0.1.0",
+            "wit/policy@0.2.0",
             "-w",
             "policy",
             "componentize",
@@ -48,9 +48,10 @@ pub fn python(source_dir: &Path, out: &Path) -> Result<()> {
         .arg(out))
 }
 
-/// Builds the JavaScript example (its `build.mjs`) into the component `out`, after `npm ci`
-/// when its pinned packages are not installed.
-pub fn js(source_dir: &Path, out: &Path) -> Result<()> {
+/// Builds a JavaScript policy with the example's `build.mjs` into the component `out`, after
+/// `npm ci` in `source_dir` when its pinned packages are not installed; `source` is the entry
+/// module (default: the example's `threshold-cooldown.js`).
+pub fn js(source_dir: &Path, source: Option<&Path>, out: &Path) -> Result<()> {
     let lock = source_dir.join("package-lock.json");
     let installed_lock = source_dir.join("node_modules/.package-lock.json");
     let stale = match (std::fs::metadata(&lock), std::fs::metadata(&installed_lock)) {
@@ -69,7 +70,8 @@ pub fn js(source_dir: &Path, out: &Path) -> Result<()> {
     run(Command::new("node")
         .current_dir(source_dir)
         .arg("build.mjs")
-        .arg(out))
+        .arg(out)
+        .args(source))
 }
 
 fn python3() -> Result<&'static str> {

@@ -47,9 +47,17 @@ static int failures;
 
 static struct {
     uint64_t now;
-    bool has_state;
+    bool has_state; /* last_scale_ms */
     uint8_t state[16];
     size_t state_len;
+    bool has_pending; /* pending_scale_ms */
+    uint8_t pending[16];
+    size_t pending_len;
+    /* outcomes.previous: one scale of web/api */
+    bool has_previous;
+    uint64_t previous_at;
+    uint32_t previous_current, previous_applied;
+    bool previous_failed;
     size_t series_count;
     size_t sample_count[MAX_SERIES];
     double samples[MAX_SERIES][MAX_SAMPLES];
@@ -109,23 +117,85 @@ uint64_t scalehost_policy_clock_now(void) {
     return host.now;
 }
 
+static bool is_key(const policy_string_t *key, const char *name) {
+    return key->len == strlen(name) && memcmp(key->ptr, name, key->len) == 0;
+}
+
 bool scalehost_policy_state_get(policy_string_t *key, policy_list_u8_t *ret) {
     called("state.get");
-    if (!host.has_state) {
+    bool pending = is_key(key, "pending_scale_ms");
+    CHECK(pending || is_key(key, "last_scale_ms"));
+    if (!(pending ? host.has_pending : host.has_state)) {
         return false;
     }
-    ret->len = host.state_len;
-    ret->ptr = malloc(host.state_len ? host.state_len : 1);
-    memcpy(ret->ptr, host.state, host.state_len);
+    size_t len = pending ? host.pending_len : host.state_len;
+    ret->len = len;
+    ret->ptr = malloc(len ? len : 1);
+    memcpy(ret->ptr, pending ? host.pending : host.state, len);
     return true;
 }
 
 void scalehost_policy_state_set(policy_string_t *key, policy_list_u8_t *value) {
     called("state.set");
-    CHECK(key->len == 13 && memcmp(key->ptr, "last_scale_ms", 13) == 0);
-    host.has_state = true;
-    host.state_len = value->len;
-    memcpy(host.state, value->ptr, value->len);
+    CHECK(value->len <= 16);
+    if (is_key(key, "pending_scale_ms")) {
+        host.has_pending = true;
+        host.pending_len = value->len;
+        memcpy(host.pending, value->ptr, value->len);
+    } else {
+        CHECK(is_key(key, "last_scale_ms"));
+        host.has_state = true;
+        host.state_len = value->len;
+        memcpy(host.state, value->ptr, value->len);
+    }
+}
+
+void scalehost_policy_state_delete(policy_string_t *key) {
+    called("state.delete");
+    CHECK(is_key(key, "pending_scale_ms"));
+    host.has_pending = false;
+}
+
+bool scalehost_policy_outcomes_previous(scalehost_policy_outcomes_tick_outcomes_t *ret) {
+    called("previous");
+    if (!host.has_previous) {
+        return false;
+    }
+    memset(ret, 0, sizeof *ret);
+    ret->at = host.previous_at;
+    ret->scales.len = 1;
+    ret->scales.ptr = calloc(1, sizeof *ret->scales.ptr);
+    scalehost_policy_outcomes_scale_outcome_t *s = &ret->scales.ptr[0];
+    s->target.kind = SCALEHOST_POLICY_TYPES_WORKLOAD_KIND_DEPLOYMENT;
+    policy_string_dup(&s->target.namespace_, "web");
+    policy_string_dup(&s->target.name, "api");
+    s->current = host.previous_current;
+    s->requested = host.previous_applied;
+    s->applied = host.previous_applied;
+    if (host.previous_failed) {
+        s->error.is_some = true;
+        policy_string_dup(&s->error.val, "refused");
+    }
+    return true;
+}
+
+void scalehost_policy_outcomes_tick_outcomes_free(scalehost_policy_outcomes_tick_outcomes_t *o) {
+    for (size_t i = 0; i < o->scales.len; i++) {
+        policy_string_free(&o->scales.ptr[i].target.namespace_);
+        policy_string_free(&o->scales.ptr[i].target.name);
+        if (o->scales.ptr[i].error.is_some) {
+            policy_string_free(&o->scales.ptr[i].error.val);
+        }
+    }
+    free(o->scales.ptr);
+}
+
+static void set_instant(uint8_t *bytes, size_t *len, bool *has, uint64_t ms) {
+    *has = true;
+    *len = 8;
+    for (int i = 0; i < 8; i++) {
+        bytes[i] = (uint8_t)(ms >> (8 * i));
+    }
 }
 
 void scalehost_policy_log_log(scalehost_policy_log_level_t level, policy_string_t *message) {
@@ -358,11 +428,45 @@ static void test_tick_scales_up_and_records_instant(void) {
     host.samples[1][0] = 50.25;
     host.replicas = 1;
     tick_with(with_rules(UP_DOWN), true);
-    CHECK_STR(host.calls, "now state.get events workload scale state.set ");
+    CHECK_STR(host.calls, "now state.get state.get events workload scale state.set ");
     CHECK_STR(host.reason, "rule 0: value 55.125 > threshold 54; 1 -> 3");
     CHECK(host.scaled_to == 3 && host.window_ms == 60000);
-    CHECK(host.state_len == 8 && host.state[0] == (1000000 & 0xFF) &&
-          host.state[2] == (1000000 >> 16));
+    /* The instant is pending until the next tick reads its outcome. */
+    CHECK(!host.has_state);
+    CHECK(host.pending_len == 8 && host.pending[0] == (1000000 & 0xFF) &&
+          host.pending[2] == (1000000 >> 16));
+}
+
+static void test_tick_cooldown_only_after_an_applied_change(void) {
+    uint64_t asked = 1000000 - 1000;
+    /* Applied (1 -> 3): the cooldown starts at the instant it was asked. */
+    reset_host();
+    set_instant(host.pending, &host.pending_len, &host.has_pending, asked);
+    host.has_previous = true;
+    host.previous_at = asked;
+    host.previous_current = 1;
+    host.previous_applied = 3;
+    tick_with(with_rules(UP_DOWN), true);
+    CHECK_STR(host.calls, "now state.get state.get state.delete previous state.set log.debug ");
+    CHECK(host.has_state && !host.has_pending && host.state[0] == (asked & 0xFF));
+
+    /* Refused by the backend: no cooldown, the tick decides again. */
+    reset_host();
+    set_instant(host.pending, &host.pending_len, &host.has_pending, asked);
+    host.has_previous = true;
+    host.previous_at = asked;
+    host.previous_current = 1;
+    host.previous_applied = 1;
+    host.previous_failed = true;
+    tick_with(with_rules(UP_DOWN), true);
+    CHECK_STR(host.calls, "now state.get state.get state.delete previous log.info events log.info ");
+    CHECK(!host.has_state && !host.has_pending);
+
+    /* No record (the host restarted): assumed applied. */
+    reset_host();
+    set_instant(host.pending, &host.pending_len, &host.has_pending, asked);
+    tick_with(with_rules(UP_DOWN), true);
+    CHECK_STR(host.calls, "now state.get state.get state.delete previous state.set log.debug ");
 }
 
 static void test_tick_cooldown(void) {
@@ -374,7 +478,7 @@ static void test_tick_cooldown(void) {
         host.state[i] = (uint8_t)(last >> (8 * i));
     }
     tick_with(with_rules(UP_DOWN), true);
-    CHECK_STR(host.calls, "now state.get log.debug ");
+    CHECK_STR(host.calls, "now state.get state.get log.debug ");
     CHECK_STR(host.last_log, "in cooldown");
 
     /* Malformed state (not 8 bytes) counts as absent. */
@@ -382,7 +486,7 @@ static void test_tick_cooldown(void) {
     host.has_state = true;
     host.state_len = 3;
     tick_with(with_rules(UP_DOWN), true);
-    CHECK_STR(host.calls, "now state.get events log.info ");
+    CHECK_STR(host.calls, "now state.get state.get events log.info ");
     CHECK_STR(host.last_log, "no hosts reporting in the window; no decision");
 }
 
@@ -393,7 +497,7 @@ static void test_tick_at_limit_and_down(void) {
     host.samples[0][0] = 0.0625;
     host.replicas = 2;
     tick_with(with_rules(UP_DOWN), true);
-    CHECK_STR(host.calls, "now state.get events workload log.debug ");
+    CHECK_STR(host.calls, "now state.get state.get events workload log.debug ");
     CHECK_STR(host.last_log, "rule 1 fired at 0.062 but replicas are at its limit");
 
     reset_host();
@@ -418,7 +522,7 @@ static void test_tick_query_and_errors(void) {
     host.replicas = 3;
     tick_with(query, true);
     CHECK(host.range_start == host.now - 30000 && host.range_end == host.now);
-    CHECK_STR(host.calls, "now state.get query-range workload ");
+    CHECK_STR(host.calls, "now state.get state.get query-range workload ");
 
     reset_host();
     host.now = 5; /* the window start saturates at 0 */
@@ -447,6 +551,7 @@ int main(void) {
     test_json_numbers();
     test_validate();
     test_tick_scales_up_and_records_instant();
+    test_tick_cooldown_only_after_an_applied_change();
     test_tick_cooldown();
     test_tick_at_limit_and_down();
     test_tick_query_and_errors();

@@ -57,6 +57,24 @@ export function scaleReason(rules, index, value, current, replicas) {
 export const atLimitMessage = (index, value) =>
   `rule ${index} fired at ${toFixedRust(value, 3)} but replicas are at its limit`;
 
+/**
+ * Whether the scale asked for at `pendingMs` (BigInt) changed `target`, from `previous`, the
+ * outcomes of the binding's last applied tick (`undefined` after a host restart). Without them,
+ * or when they are another tick's, it is assumed applied: a cooldown too many is safer than a
+ * scale too many.
+ */
+export function pendingApplied(pendingMs, previous, target) {
+  if (previous === undefined || previous === null || previous.at !== pendingMs) return true;
+  return previous.scales.some(
+    (s) =>
+      s.target.kind === target.kind &&
+      s.target.namespace === target.namespace &&
+      s.target.name === target.name &&
+      (s.error === undefined || s.error === null) &&
+      s.applied !== s.current,
+  );
+}
+
 /** The last scale instant as stored in state: u64 milliseconds, 8 bytes little-endian. */
 export function encodeLastScale(ms) {
   const bytes = new Uint8Array(8);

@@ -7,6 +7,7 @@ import {
   decodeLastScale,
   encodeLastScale,
   inCooldown,
+  pendingApplied,
   perHostValue,
   scaleReason,
   atLimitMessage,
@@ -88,4 +89,20 @@ test('reason and log lines are byte-identical to the Rust plugin', () => {
   assert.equal(scaleReason(rules, 1, -0, 3, 2), 'rule 1: value -0.000 < threshold 60; 3 -> 2');
   assert.equal(scaleReason(rules, 2, 12.3456, 3, 2), 'rule 2: value 12.346 < threshold 1000000000000000000000; 3 -> 2');
   assert.equal(atLimitMessage(1, 2.0625), 'rule 1 fired at 2.062 but replicas are at its limit');
+});
+
+test('the cooldown starts only where a change was applied', () => {
+  const api = { kind: 'deployment', namespace: 'web', name: 'api' };
+  const other = { kind: 'deployment', namespace: 'web', name: 'other' };
+  const outcome = (at, target, current, applied, error) => ({
+    at,
+    scales: [{ target, current, requested: applied, applied, adjustments: [], error }],
+    powers: [],
+  });
+  assert.equal(pendingApplied(1000n, outcome(1000n, api, 2, 4, undefined), api), true);
+  assert.equal(pendingApplied(1000n, outcome(1000n, api, 2, 2, 'forbidden'), api), false);
+  assert.equal(pendingApplied(1000n, outcome(1000n, api, 4, 4, undefined), api), false);
+  assert.equal(pendingApplied(1000n, outcome(1000n, other, 2, 4, undefined), api), false);
+  assert.equal(pendingApplied(1000n, undefined, api), true);
+  assert.equal(pendingApplied(1000n, outcome(2000n, api, 2, 2, undefined), api), true);
 });

@@ -6,7 +6,7 @@ sample in the window added up, divided by the number of reporting hosts), fires 
 whose threshold is crossed, clamps the result to the rule's limit, then stays quiet for
 `cooldown_secs`. Config: plugins/threshold-cooldown/README.md.
 
-Built with componentize-py against wit/policy@0.1.0 (world `policy`): the class `WitWorld` below
+Built with componentize-py against wit/policy@0.2.0 (world `policy`): the class `WitWorld` below
 is the component's export. The host runs every call in a fresh instance, so nothing kept in a
 Python global survives between ticks; the last scale instant lives in `state`.
 """
@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import actuation, clock, log, metrics, state
+from wit_world.imports import actuation, clock, log, metrics, outcomes, state
 from wit_world.imports.types import (
     HostError_Forbidden,
     HostError_Invalid,
@@ -48,7 +48,8 @@ from serde_json_compat import (
     variant,
 )
 
-LAST_SCALE_KEY = "last_scale_ms"  # host milliseconds, u64 little-endian
+LAST_SCALE_KEY = "last_scale_ms"  # the applied scale's instant: host ms, u64 little-endian
+PENDING_KEY = "pending_scale_ms"  # a scale asked for, not yet known applied (same encoding)
 QUERY_STEP_MS = 15_000  # resolution of the range query of a `query` source
 
 # What Rust's str::trim strips (Unicode White_Space). A bare str.strip() also strips
@@ -208,6 +209,21 @@ def in_cooldown(last_scale_ms: int | None, now_ms: int, cooldown_secs: int) -> b
     return last_scale_ms is not None and now_ms < min(last_scale_ms + cooldown_secs * 1000, U64_MAX)
 
 
+def pending_applied(pending_ms: int, previous: "outcomes.TickOutcomes | None", target: WorkloadRef) -> bool:
+    """Whether the scale asked for at `pending_ms` changed `target`, from the outcomes of the
+    binding's last applied tick; without them (a restarted host) or when they are another
+    tick's, assumed applied."""
+    if previous is None or previous.at != pending_ms:
+        return True
+    return any(
+        s.target == target and s.error is None and s.applied != s.current for s in previous.scales
+    )
+
+
+def _instant(stored: bytes | None) -> int | None:
+    return int.from_bytes(stored, "little") if stored is not None and len(stored) == 8 else None
+
+
 class Decision(NamedTuple):
     rule: int  # index of the rule that fired
     replicas: int | None  # what to scale to; None when the rule is already at its limit
@@ -237,8 +253,16 @@ def decide(rules: list[Rule], value: float, current: int) -> Decision | None:
 def run(config: Config) -> None:
     """One decision; a host call that fails raises Err(HostError_*)."""
     now = clock.now()
-    stored = state.get(LAST_SCALE_KEY)
-    last = int.from_bytes(stored, "little") if stored is not None and len(stored) == 8 else None
+    last = _instant(state.get(LAST_SCALE_KEY))
+    # The cooldown starts only where the host applied a change: settle the last intent.
+    pending = _instant(state.get(PENDING_KEY))
+    if pending is not None:
+        state.delete(PENDING_KEY)
+        if pending_applied(pending, outcomes.previous(), config.target):
+            last = pending
+            state.set(LAST_SCALE_KEY, pending.to_bytes(8, "little"))
+        else:
+            log.log(log.Level.INFO, "the last scale was not applied; no cooldown")
     # Checked before any read so that a cooling-down tick costs one state lookup.
     if in_cooldown(last, now, config.cooldown_secs):
         log.log(log.Level.DEBUG, "in cooldown")
@@ -269,7 +293,7 @@ def run(config: Config) -> None:
         f"threshold {rust_fmt.display(rule.threshold)}; {current} -> {decision.replicas}"
     )
     actuation.scale(config.target, ScaleChange_To(decision.replicas), reason)
-    state.set(LAST_SCALE_KEY, now.to_bytes(8, "little"))
+    state.set(PENDING_KEY, now.to_bytes(8, "little"))
 
 
 # --- Exports ---------------------------------------------------------------------------------

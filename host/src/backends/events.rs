@@ -13,8 +13,8 @@ use async_trait::async_trait;
 
 use super::{Actuator, Cluster, MetricSource, VmInventory, WorkloadReader};
 use crate::model::{
-    BackendError, Capacity, PowerState, Sample, Series, TimestampMs, Vm, WorkloadRef,
-    WorkloadStatus,
+    BackendError, Capacity, NodeInfo, PodInfo, PowerState, Sample, Series, TimestampMs, Vm,
+    WorkloadRef, WorkloadStatus,
 };
 
 /// Events kept per service and host at most; the oldest go first.
@@ -215,6 +215,14 @@ impl WorkloadReader for WithPushedEvents {
 
     async fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
         self.inner.capacity(exclude).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError> {
+        self.inner.nodes().await
+    }
+
+    async fn pending_pods(&self) -> Result<Vec<PodInfo>, BackendError> {
+        self.inner.pending_pods().await
     }
 }
 

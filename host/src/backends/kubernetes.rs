@@ -20,7 +20,8 @@ use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    BackendError, Capacity, Sample, Series, WorkloadKind, WorkloadRef, WorkloadStatus,
+    BackendError, Capacity, NodeInfo, PodInfo, Sample, Series, WorkloadKind, WorkloadRef,
+    WorkloadStatus,
 };
 
 /// `[backends.kubernetes]` in the config file.
@@ -220,6 +221,61 @@ impl Kubernetes {
                 }
             }
             Ok(capacity)
+        }
+        .await
+    }
+
+    /// Every node with its non-terminal pods (two list calls, whatever the cluster's size).
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError> {
+        async {
+            let nodes = Api::<Node>::all(self.client.clone())
+                .list(&ListParams::default())
+                .await
+                .map_err(backend_error)?;
+            let pods = Api::<Pod>::all(self.client.clone())
+                .list(&ListParams::default())
+                .await
+                .map_err(backend_error)?;
+            let mut infos: Vec<NodeInfo> = nodes
+                .items
+                .iter()
+                .map(|node| {
+                    let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+                    let get = |k: &str| allocatable.and_then(|a| a.get(k)).map(|q| q.0.as_str());
+                    NodeInfo {
+                        name: node.metadata.name.clone().unwrap_or_default(),
+                        ready: node_ready(node),
+                        schedulable: node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true),
+                        allocatable_cpu_millis: get("cpu").map_or(0, cpu_millis),
+                        allocatable_memory_bytes: get("memory").map_or(0, bytes),
+                        pods: Vec::new(),
+                    }
+                })
+                .collect();
+            for pod in pods.items.iter().filter(|p| !terminal(p)) {
+                let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+                if let Some(info) = infos.iter_mut().find(|n| Some(n.name.as_str()) == node) {
+                    info.pods.push(pod_info(pod));
+                }
+            }
+            Ok(infos)
+        }
+        .await
+    }
+
+    /// The pods the scheduler has not placed yet (Pending, no node).
+    pub async fn pending_pods(&self) -> Result<Vec<PodInfo>, BackendError> {
+        async {
+            let pods = Api::<Pod>::all(self.client.clone())
+                .list(&ListParams::default().fields("spec.nodeName="))
+                .await
+                .map_err(backend_error)?;
+            Ok(pods
+                .items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
+                .map(pod_info)
+                .collect())
         }
         .await
     }
@@ -660,6 +716,60 @@ fn matches_selector(
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+fn terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+fn pod_info(pod: &Pod) -> PodInfo {
+    let (cpu, memory) = pod_requests(pod);
+    PodInfo {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+        cpu_request_millis: cpu,
+        memory_request_bytes: memory,
+        drain_blocker: drain_blocker(pod),
+    }
+}
+
+/// Why a drain would refuse to evict `pod`, by the rules of `kubectl drain` (without
+/// `--force` or `--delete-emptydir-data`: k8s.io/kubectl/pkg/drain/filters.go) and Cluster
+/// Autoscaler's `safe-to-evict` annotation (cluster-autoscaler/utils/drain/drain.go). `None`
+/// for pods a drain evicts, and for those it leaves alone: DaemonSet and mirror pods.
+pub fn drain_blocker(pod: &Pod) -> Option<String> {
+    let annotations = pod.metadata.annotations.as_ref();
+    let annotation = |key: &str| annotations.and_then(|a| a.get(key)).map(String::as_str);
+    let owners = pod.metadata.owner_references.iter().flatten();
+    let controller = owners.clone().find(|o| o.controller == Some(true));
+    if annotation("kubernetes.io/config.mirror").is_some()
+        || owners.clone().any(|o| o.kind == "DaemonSet")
+    {
+        return None;
+    }
+    match annotation("cluster-autoscaler.kubernetes.io/safe-to-evict") {
+        Some("false") => return Some("annotated safe-to-evict: \"false\"".into()),
+        Some("true") => return None,
+        _ => {}
+    }
+    if controller.is_none() {
+        return Some("not managed by a controller (a bare pod)".into());
+    }
+    let empty_dir = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|v| v.empty_dir.is_some());
+    if let Some(volume) = empty_dir {
+        return Some(format!("local storage: emptyDir volume {}", volume.name));
+    }
+    None
+}
+
 /// What a pod requests: its containers' requests (init containers run before, one at a time,
 /// so their largest request counts if it is larger), as the scheduler counts.
 fn pod_requests(pod: &Pod) -> (u64, u64) {
@@ -840,6 +950,61 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn pod(json: serde_json::Value) -> Pod {
+        serde_json::from_value(json).expect("a pod")
+    }
+
+    #[test]
+    fn drain_blockers_follow_kubectl_and_cluster_autoscaler() {
+        let owned = |kind: &str| serde_json::json!([{ "apiVersion": "apps/v1", "kind": kind, "name": "x", "uid": "u", "controller": true }]);
+        let replica_set = pod(
+            serde_json::json!({ "metadata": { "name": "a", "ownerReferences": owned("ReplicaSet") } }),
+        );
+        assert_eq!(drain_blocker(&replica_set), None);
+        let bare = pod(serde_json::json!({ "metadata": { "name": "a" } }));
+        assert_eq!(
+            drain_blocker(&bare).as_deref(),
+            Some("not managed by a controller (a bare pod)")
+        );
+        let daemon = pod(
+            serde_json::json!({ "metadata": { "name": "a", "ownerReferences": owned("DaemonSet") } }),
+        );
+        assert_eq!(
+            drain_blocker(&daemon),
+            None,
+            "a drain leaves DaemonSet pods alone"
+        );
+        let mirror = pod(
+            serde_json::json!({ "metadata": { "name": "a", "annotations": { "kubernetes.io/config.mirror": "x" } } }),
+        );
+        assert_eq!(drain_blocker(&mirror), None, "and mirror pods");
+        let scratch = pod(serde_json::json!({
+            "metadata": { "name": "a", "ownerReferences": owned("ReplicaSet") },
+            "spec": { "containers": [], "volumes": [{ "name": "cache", "emptyDir": {} }] }
+        }));
+        assert_eq!(
+            drain_blocker(&scratch).as_deref(),
+            Some("local storage: emptyDir volume cache")
+        );
+        let pinned = pod(serde_json::json!({
+            "metadata": { "name": "a", "ownerReferences": owned("ReplicaSet"),
+                          "annotations": { "cluster-autoscaler.kubernetes.io/safe-to-evict": "false" } }
+        }));
+        assert_eq!(
+            drain_blocker(&pinned).as_deref(),
+            Some("annotated safe-to-evict: \"false\"")
+        );
+        let allowed = pod(serde_json::json!({
+            "metadata": { "name": "a", "annotations": { "cluster-autoscaler.kubernetes.io/safe-to-evict": "true" } },
+            "spec": { "containers": [], "volumes": [{ "name": "cache", "emptyDir": {} }] }
+        }));
+        assert_eq!(
+            drain_blocker(&allowed),
+            None,
+            "safe-to-evict=true overrides the others"
+        );
     }
 
     #[test]

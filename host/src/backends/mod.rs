@@ -16,7 +16,8 @@ pub mod vsphere;
 use async_trait::async_trait;
 
 use crate::model::{
-    BackendError, Capacity, PowerState, Series, TimestampMs, Vm, WorkloadRef, WorkloadStatus,
+    BackendError, Capacity, NodeInfo, PodInfo, PowerState, Series, TimestampMs, Vm, WorkloadRef,
+    WorkloadStatus,
 };
 
 /// Where metric values come from: Prometheus, the simulated cluster, pushed events.
@@ -41,13 +42,26 @@ pub trait MetricSource: Send + Sync {
     ) -> Result<Vec<Series>, BackendError>;
 }
 
-/// Reads of workloads and of the cluster's schedulable capacity.
+/// Reads of workloads, nodes and the cluster's schedulable capacity.
 #[async_trait]
 pub trait WorkloadReader: Send + Sync {
     /// One workload's replicas, readiness and CPU.
     async fn workload(&self, target: &WorkloadRef) -> Result<WorkloadStatus, BackendError>;
     /// Schedulable capacity, less what `exclude` requests.
     async fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError>;
+    /// Every node with its non-terminal pods. A backend without nodes (a test double) answers
+    /// `unavailable`.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError> {
+        Err(BackendError::Unavailable(
+            "this backend has no node view".into(),
+        ))
+    }
+    /// The pods waiting for a node.
+    async fn pending_pods(&self) -> Result<Vec<PodInfo>, BackendError> {
+        Err(BackendError::Unavailable(
+            "this backend has no node view".into(),
+        ))
+    }
 }
 
 /// The VMs of node pools.

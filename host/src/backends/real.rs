@@ -15,7 +15,8 @@ use super::prometheus::{Prometheus, PrometheusConfig, PrometheusSetupError};
 use super::vsphere::{VSphere, VSphereConfig, VSphereSetupError};
 use super::{Actuator, MetricSource, VmInventory, WorkloadReader};
 use crate::model::{
-    BackendError, Capacity, PowerState, Series, TimestampMs, Vm, WorkloadRef, WorkloadStatus,
+    BackendError, Capacity, NodeInfo, PodInfo, PowerState, Series, TimestampMs, Vm, WorkloadRef,
+    WorkloadStatus,
 };
 
 /// `[[backends]]` in the config file: a named set of real systems tenants can use.
@@ -62,6 +63,9 @@ pub struct PoolVm {
     pub name: String,
     /// The Kubernetes node it runs.
     pub node: String,
+    /// Marked for maintenance: policies leave it alone (default false).
+    #[serde(default)]
+    pub maintenance: bool,
 }
 
 fn default_shutdown_timeout() -> std::time::Duration {
@@ -340,6 +344,14 @@ impl WorkloadReader for RealCluster {
     async fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
         self.kubernetes_or_missing()?.capacity(exclude).await
     }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError> {
+        self.kubernetes_or_missing()?.nodes().await
+    }
+
+    async fn pending_pods(&self) -> Result<Vec<PodInfo>, BackendError> {
+        self.kubernetes_or_missing()?.pending_pods().await
+    }
 }
 
 #[async_trait]
@@ -357,6 +369,7 @@ impl VmInventory for RealCluster {
                     .iter()
                     .find(|p| p.name == v.name)
                     .map(|p| p.node.clone()),
+                maintenance: config.vms.iter().any(|p| p.name == v.name && p.maintenance),
                 power: super::vsphere::power_state(&v.power_state),
                 id: v.vm,
                 name: v.name,

@@ -35,8 +35,8 @@ use async_trait::async_trait;
 
 use super::{Actuator, Clock, MetricSource, VmInventory, WorkloadReader};
 use crate::model::{
-    BackendError, Capacity, PowerState, Sample, Series, TimestampMs, Vm, WorkloadKind, WorkloadRef,
-    WorkloadStatus,
+    BackendError, Capacity, NodeInfo, PodInfo, PowerState, Sample, Series, TimestampMs, Vm,
+    WorkloadKind, WorkloadRef, WorkloadStatus,
 };
 use crate::trace::{Trace, TraceError};
 
@@ -142,6 +142,9 @@ pub struct SimVmSpec {
     /// Power state at start (default on, node Ready).
     #[serde(default = "default_power")]
     pub power: PowerState,
+    /// Marked for maintenance: policies leave it alone (default false).
+    #[serde(default)]
+    pub maintenance: bool,
 }
 
 fn default_power() -> PowerState {
@@ -835,6 +838,54 @@ impl Sim {
         }
     }
 
+    fn pod_info(w: &Workload, pod: &Pod) -> PodInfo {
+        PodInfo {
+            namespace: w.spec.namespace.clone(),
+            name: pod.name.clone(),
+            priority: w.spec.priority,
+            cpu_request_millis: w.spec.cpu_request_millis,
+            memory_request_bytes: w.spec.memory_request_bytes,
+            // Every simulated pod belongs to a Deployment or StatefulSet and keeps no local
+            // data: a drain may evict it.
+            drain_blocker: None,
+        }
+    }
+
+    fn nodes_info(&self) -> Vec<NodeInfo> {
+        let mut nodes: Vec<NodeInfo> = self
+            .nodes
+            .iter()
+            .map(|n| NodeInfo {
+                name: n.spec.name.clone(),
+                ready: n.ready_since.is_some(),
+                schedulable: !n.cordoned,
+                allocatable_cpu_millis: n.spec.cpu_millis,
+                allocatable_memory_bytes: n.spec.memory_bytes,
+                pods: Vec::new(),
+            })
+            .collect();
+        for w in &self.workloads {
+            for pod in &w.pods {
+                if let Some(n) = pod.node {
+                    nodes[n].pods.push(Self::pod_info(w, pod));
+                }
+            }
+        }
+        nodes
+    }
+
+    fn pending_pods(&self) -> Vec<PodInfo> {
+        self.workloads
+            .iter()
+            .flat_map(|w| {
+                w.pods
+                    .iter()
+                    .filter(|p| p.node.is_none())
+                    .map(move |p| Self::pod_info(w, p))
+            })
+            .collect()
+    }
+
     fn capacity(&self, exclude: &[WorkloadRef]) -> Capacity {
         let mut c = Capacity::default();
         for n in (0..self.nodes.len()).filter(|&n| self.schedulable(n)) {
@@ -1018,6 +1069,14 @@ impl WorkloadReader for SimulatedCluster {
     async fn capacity(&self, exclude: &[WorkloadRef]) -> Result<Capacity, BackendError> {
         Ok(self.sim().capacity(exclude))
     }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError> {
+        Ok(self.sim().nodes_info())
+    }
+
+    async fn pending_pods(&self) -> Result<Vec<PodInfo>, BackendError> {
+        Ok(self.sim().pending_pods())
+    }
 }
 
 #[async_trait]
@@ -1038,6 +1097,7 @@ impl VmInventory for SimulatedCluster {
                 name: vm.id.clone(),
                 power: *power,
                 node_name: Some(vm.node.name.clone()),
+                maintenance: vm.maintenance,
             })
             .collect())
     }
@@ -1135,6 +1195,7 @@ mod tests {
                         memory_bytes: 8 << 30,
                     },
                     power: PowerState::On,
+                    maintenance: false,
                 }],
             }],
             workloads: vec![

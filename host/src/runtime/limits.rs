@@ -19,10 +19,14 @@ pub struct Limits {
     pub max_bytes: u64,
 }
 
+/// The default deadline: room for a handful of host calls to a real cluster (a Prometheus
+/// range query or a Kubernetes list takes milliseconds to a second) plus the guest's own work.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            deadline: Duration::from_millis(200),
+            deadline: DEFAULT_DEADLINE,
             memory_bytes: 64 << 20,
             max_host_calls: 10_000,
             max_bytes: 16 << 20,

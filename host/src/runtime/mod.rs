@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use limits::Limits;
+pub use limits::{DEFAULT_DEADLINE, Limits};
 pub use policy::{
     CompileError, CompiledPolicy, GuestLine, GuestStream, Invocation, InvocationError,
-    ValidateError, WORLD, WarmPolicy, digest_of,
+    ValidateError, WORLD, WORLDS, WarmPolicy, digest_of,
 };
-pub use sandbox::{Access, Intent, Sandbox, StagedState};
+pub use sandbox::{Access, ActuationView, Intent, NoHistory, Sandbox, StagedState};
 
 /// The most core instances, memories and tables one policy component may have.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
@@ -59,6 +59,10 @@ pub struct EngineConfig {
     pub max_bytes: u64,
     /// Guest wasm stack, bytes.
     pub max_wasm_stack: usize,
+    /// The Kubernetes node this host runs on (default: `$SCALEHOST_NODE_NAME`, which a pod
+    /// sets from the downward API's `spec.nodeName`). The node view marks it, so that no policy
+    /// powers off the host under itself.
+    pub node_name: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +77,9 @@ impl Default for EngineConfig {
             max_host_calls: 100_000,
             max_bytes: 64 << 20,
             max_wasm_stack: 512 << 10,
+            node_name: std::env::var("SCALEHOST_NODE_NAME")
+                .ok()
+                .filter(|n| !n.is_empty()),
         }
     }
 }

@@ -8,13 +8,15 @@ use sha2::{Digest, Sha256};
 use wasmtime::Store;
 use wasmtime::component::Component;
 
-use super::bindings::{Policy, PolicyPre};
-use super::sandbox::{Access, Intent, Sandbox, StagedState};
+use super::bindings::{v0_1, v0_2};
+use super::sandbox::{Access, Intent, Sandbox, StagedState, clip};
 use super::{Limits, PolicyEngine};
 use crate::model::TimestampMs;
 
-/// The world every policy must be a component of.
-pub const WORLD: &str = "scalehost:policy/policy@0.1.0";
+/// The newest world a policy may be a component of.
+pub const WORLD: &str = "scalehost:policy/policy@0.2.0";
+/// Every world version the host runs, newest first.
+pub const WORLDS: [&str; 2] = [WORLD, "scalehost:policy/policy@0.1.0"];
 
 /// Why bytes could not become a [`CompiledPolicy`]. Each message is one line.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +33,7 @@ pub enum CompileError {
     #[error("does not compile: {0}")]
     Invalid(String),
     /// A component, but not of the policy world.
-    #[error("not a component of world {WORLD}: {0}")]
+    #[error("not a component of world {WORLD} (nor of @0.1.0): {0}")]
     WrongWorld(String),
 }
 
@@ -143,8 +145,52 @@ pub struct CompiledPolicy {
     digest: String,
     size: usize,
     imports: Vec<String>,
-    pre: PolicyPre<Sandbox>,
+    pre: Pre,
     engine: wasmtime::Engine,
+}
+
+/// The pre-linked instance of a component of one world version.
+enum Pre {
+    V0_1(v0_1::PolicyPre<Sandbox>),
+    V0_2(v0_2::PolicyPre<Sandbox>),
+}
+
+impl Pre {
+    fn instance_pre(&self) -> &wasmtime::component::InstancePre<Sandbox> {
+        match self {
+            Pre::V0_1(pre) => pre.instance_pre(),
+            Pre::V0_2(pre) => pre.instance_pre(),
+        }
+    }
+}
+
+/// Calls `export` of `instance` with `config`: both exports of every world version are
+/// `func(config: string) -> result<_, string>`. The policy's error message is charged to the
+/// byte limit (its copy is bounded by the guest's own memory) and clipped for the records.
+///
+/// The error is lifted as a `String`, not a `WasmStr` view: wasmtime runs the guest's
+/// post-return (which frees the message) before the caller could read a view.
+async fn call_export(
+    store: &mut Store<Sandbox>,
+    instance: &wasmtime::component::Instance,
+    export: Export,
+    config: &str,
+) -> wasmtime::Result<Result<(), InvocationError>> {
+    let func =
+        instance.get_typed_func::<(&str,), (Result<(), String>,)>(&mut *store, export.name())?;
+    let (result,) = func.call_async(&mut *store, (config,)).await?;
+    Ok(match result {
+        Ok(()) => Ok(()),
+        Err(message) => {
+            let len = message.len();
+            match store.data_mut().charge_bytes(len) {
+                Err(limit) => Err(InvocationError::HostLimit(format!(
+                    "the policy's error message of {len} bytes: {limit}"
+                ))),
+                Ok(()) => Err(InvocationError::Policy(clip(message, MAX_ERROR_CHARS))),
+            }
+        }
+    })
 }
 
 impl CompiledPolicy {
@@ -169,7 +215,7 @@ impl CompiledPolicy {
         size: usize,
     ) -> Result<Self, CompileError> {
         let ty = component.component_type();
-        let imports = ty
+        let imports: Vec<String> = ty
             .imports(engine.engine())
             .map(|(name, _)| name.to_owned())
             .collect();
@@ -188,8 +234,14 @@ impl CompiledPolicy {
             .linker()
             .instantiate_pre(&component)
             .map_err(|e| CompileError::WrongWorld(one_line(&e)))?;
-        let pre =
-            PolicyPre::new(instance_pre).map_err(|e| CompileError::WrongWorld(one_line(&e)))?;
+        // The version is the one its imports name; a component that imports none of the
+        // world's interfaces runs as the newest.
+        let wrong = |e: wasmtime::Error| CompileError::WrongWorld(one_line(&e));
+        let pre = if imports_version(&imports, "0.1.0") && !imports_version(&imports, "0.2.0") {
+            Pre::V0_1(v0_1::PolicyPre::new(instance_pre).map_err(wrong)?)
+        } else {
+            Pre::V0_2(v0_2::PolicyPre::new(instance_pre).map_err(wrong)?)
+        };
         Ok(CompiledPolicy {
             digest,
             size,
@@ -197,6 +249,14 @@ impl CompiledPolicy {
             pre,
             engine: engine.engine().clone(),
         })
+    }
+
+    /// The world version it is a component of.
+    pub fn world(&self) -> &'static str {
+        match self.pre {
+            Pre::V0_1(_) => WORLDS[1],
+            Pre::V0_2(_) => WORLDS[0],
+        }
     }
 
     /// `sha256:<hex>` of the component's bytes.
@@ -293,25 +353,22 @@ impl CompiledPolicy {
                 wasmtime::UpdateDeadline::Yield(1)
             })
         });
-        let pre = &self.pre;
+        let pre = self.pre.instance_pre();
         let run = async {
-            let policy = pre
+            let instance = pre
                 .instantiate_async(&mut store)
                 .await
                 .map_err(Failure::Instantiate)?;
-            match export {
-                Export::Tick => policy.call_tick(&mut store, config).await,
-                Export::ValidateConfig => policy.call_validate_config(&mut store, config).await,
-            }
-            .map_err(Failure::Call)
+            call_export(&mut store, &instance, export, config)
+                .await
+                .map_err(Failure::Call)
         };
         let outcome = tokio::time::timeout(limits.deadline, run).await;
         let result = match outcome {
             Err(_elapsed) => Err(InvocationError::Deadline(crate::duration::format(
                 limits.deadline,
             ))),
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(message))) => Err(store.data_mut().policy_error(message)),
+            Ok(Ok(result)) => result,
             Ok(Err(Failure::Call(error))) => Err(classify(&error, store.data(), limits)),
             Ok(Err(Failure::Instantiate(error))) if store.data().memory.exceeded => {
                 Err(classify(&error, store.data(), limits))
@@ -343,6 +400,15 @@ enum Export {
     ValidateConfig,
 }
 
+impl Export {
+    fn name(self) -> &'static str {
+        match self {
+            Export::Tick => "tick",
+            Export::ValidateConfig => "validate-config",
+        }
+    }
+}
+
 /// Where an invocation stopped short of a result.
 enum Failure {
     Instantiate(wasmtime::Error),
@@ -353,7 +419,7 @@ enum Failure {
 /// never uses it (it would let guest memory survive a tick).
 pub struct WarmPolicy {
     store: Store<Sandbox>,
-    policy: Policy,
+    instance: wasmtime::component::Instance,
 }
 
 impl WarmPolicy {
@@ -363,9 +429,8 @@ impl WarmPolicy {
         sandbox.host_calls = 0;
         sandbox.bytes = 0;
         sandbox.intents.clear();
-        match self.policy.call_tick(&mut self.store, config).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(InvocationError::Policy(message)),
+        match call_export(&mut self.store, &self.instance, Export::Tick, config).await {
+            Ok(result) => result,
             Err(error) => Err(InvocationError::Trap(one_line(&error))),
         }
     }
@@ -391,12 +456,13 @@ impl CompiledPolicy {
         let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|s| &mut s.memory);
         store.epoch_deadline_async_yield_and_update(1);
-        let policy = self
+        let instance = self
             .pre
+            .instance_pre()
             .instantiate_async(&mut store)
             .await
             .map_err(|e| InvocationError::Instantiate(one_line(&e)))?;
-        Ok(WarmPolicy { store, policy })
+        Ok(WarmPolicy { store, instance })
     }
 }
 
@@ -431,17 +497,6 @@ impl Sandbox {
         }
         result
     }
-
-    /// The policy's error message, charged to the byte limit and kept short in records.
-    fn policy_error(&mut self, message: String) -> InvocationError {
-        if let Err(limit) = self.charge_bytes(message.len()) {
-            return InvocationError::HostLimit(format!(
-                "the policy's error message of {} bytes: {limit}",
-                message.len()
-            ));
-        }
-        InvocationError::Policy(super::sandbox::clip(message, MAX_ERROR_CHARS))
-    }
 }
 
 /// How much of a policy's error message is kept in audit records and health.
@@ -464,6 +519,13 @@ fn classify(error: &wasmtime::Error, sandbox: &Sandbox, limits: Limits) -> Invoc
         Some(trap) => InvocationError::Trap(trap.to_string()),
         None => InvocationError::Trap(one_line(error)),
     }
+}
+
+/// Whether any of `imports` is an interface of `scalehost:policy` at `version`.
+fn imports_version(imports: &[String], version: &str) -> bool {
+    imports
+        .iter()
+        .any(|i| i.starts_with("scalehost:policy/") && i.ends_with(&format!("@{version}")))
 }
 
 /// An error and its causes on one line.

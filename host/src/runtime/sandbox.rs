@@ -15,7 +15,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 
 use super::Limits;
 use crate::backends::Cluster;
-use crate::model::{PowerState, ScaleChange, TimestampMs, WorkloadRef};
+use crate::model::{InFlight, PowerState, ScaleChange, TickOutcomes, TimestampMs, WorkloadRef};
 use crate::state::StateStore;
 use crate::tick::Scope;
 
@@ -31,6 +31,45 @@ pub struct Access {
     pub cluster: Arc<dyn Cluster>,
     /// What the binding may read and act on.
     pub scope: Arc<Scope>,
+    /// What became of the binding's earlier intents (WIT 0.2.0 `outcomes`, `nodes`).
+    pub actuation: Arc<dyn ActuationView>,
+    /// The node the host runs on, if it knows (a policy must not power it off).
+    pub host_node: Option<Arc<str>>,
+}
+
+impl Access {
+    /// Access to `cluster` within `scope`, for a binding with no actuation history (a bench, a
+    /// one-off run).
+    pub fn new(cluster: Arc<dyn Cluster>, scope: Arc<Scope>) -> Self {
+        Access {
+            cluster,
+            scope,
+            actuation: Arc::new(NoHistory),
+            host_node: None,
+        }
+    }
+}
+
+/// What the tick engine remembers of a binding's actuation, read only when the policy asks.
+pub trait ActuationView: Send + Sync {
+    /// The outcomes of the binding's last applied tick, power progress as of now.
+    fn previous(&self) -> Option<TickOutcomes>;
+    /// The power operation in flight on VM `vm_id` of `pool` (the binding's backend).
+    fn in_flight(&self, pool: &str, vm_id: &str) -> Option<InFlight>;
+}
+
+/// An [`ActuationView`] of a binding that has not applied anything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHistory;
+
+impl ActuationView for NoHistory {
+    fn previous(&self) -> Option<TickOutcomes> {
+        None
+    }
+
+    fn in_flight(&self, _pool: &str, _vm_id: &str) -> Option<InFlight> {
+        None
+    }
 }
 
 /// An actuation call recorded during a tick, applied only if the tick succeeds.

@@ -319,10 +319,10 @@ impl Backtest {
                 stabilization_down: Duration::ZERO,
             }],
             vm_pools: vec![],
-            // Language runtimes (Python, JS) need more than the default 200 ms on a cold cache;
+            // Language runtimes (Python, JS) need more than a few hundred ms on a cold cache;
             // in a backtest a slow tick only costs time.
             limits: Limits {
-                deadline: Duration::from_secs(2),
+                deadline: Duration::from_secs(2).max(crate::runtime::DEFAULT_DEADLINE),
                 ..Limits::default()
             },
             fallback: FallbackSpec::default(),

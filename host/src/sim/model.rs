@@ -23,8 +23,8 @@ use async_trait::async_trait;
 
 use crate::backends::{Actuator, Clock, MetricSource, VmInventory, WorkloadReader};
 use crate::model::{
-    BackendError, Capacity, PowerState, Sample, Series, TimestampMs, Vm, WorkloadKind, WorkloadRef,
-    WorkloadStatus,
+    BackendError, Capacity, NodeInfo, PodInfo, PowerState, Sample, Series, TimestampMs, Vm,
+    WorkloadKind, WorkloadRef, WorkloadStatus,
 };
 
 pub(crate) const MINUTE_MS: u64 = 60_000;
@@ -415,6 +415,14 @@ impl WorkloadReader for BacktestCluster {
             requested_memory_bytes: counted << 28,
             pending_pods: 0,
         })
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, BackendError> {
+        Err(BackendError::Unavailable("backtests model no nodes".into()))
+    }
+
+    async fn pending_pods(&self) -> Result<Vec<PodInfo>, BackendError> {
+        Ok(Vec::new())
     }
 }
 

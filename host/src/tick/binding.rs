@@ -174,7 +174,8 @@ pub struct Health {
 /// A binding bound to its compiled policy, with the rails' memory and its health.
 ///
 /// A new revision of the same binding (a live swap) is a new `Binding` that shares the rails'
-/// memory, the health, the pause switch and the generation of the one it replaces, so a tick in
+/// memory, the health, the last applied actions, the pause switch and the generation of the
+/// one it replaces, so a tick in
 /// flight on the old revision is not lost and the scheduler keeps one rhythm.
 pub struct Binding {
     /// As configured.
@@ -197,6 +198,8 @@ pub struct Binding {
     pub(crate) gate: Arc<Mutex<CommitGate>>,
     pub(crate) rails: Arc<Mutex<HashMap<WorkloadRef, RailHistory>>>,
     pub(crate) health: Arc<Mutex<Health>>,
+    /// The actions of the last tick that applied, for the policy's `outcomes`.
+    pub(crate) last_applied: Arc<Mutex<Option<Arc<super::outcomes::LastApplied>>>>,
 }
 
 /// What a tick checks at its commit point, shared by every revision of a binding.

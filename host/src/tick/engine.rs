@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::audit::{Action, AuditLog, AuditRecord, Outcome, ShadowRecord};
 use super::binding::{Binding, BindingSpec, FallbackAction, Shadow};
 use super::operations::{Operations, Started};
+use super::outcomes::{BindingActuation, LastApplied};
 use super::scope::{Scope, TenantSpec};
 use crate::backends::{Clock, Cluster};
 use crate::model::{BackendError, PowerState, TimestampMs, WorkloadRef};
@@ -86,6 +87,8 @@ pub struct TickEngine {
     generations: AtomicU64,
     /// Named real backends (and their clocks); a tenant without one uses `cluster`.
     backends: RwLock<BTreeMap<String, (Arc<dyn Cluster>, Arc<dyn Clock>)>>,
+    /// The node the host runs on, shown to policies in the node view.
+    host_node: Option<Arc<str>>,
 }
 
 /// What [`TickEngine::bind_with`] installs beside the spec.
@@ -139,6 +142,7 @@ impl TickEngine {
             audit,
             shares: InstanceShares::new(ceilings),
 
+            host_node: ceilings.node_name.as_deref().map(Arc::from),
             ceilings: ceilings.clone(),
             tenants: RwLock::default(),
             bindings: RwLock::default(),
@@ -335,24 +339,27 @@ impl TickEngine {
                 });
             }
         }
-        let (rails, health, paused, ticking, gate, generation) = match bindings.get(&key) {
-            Some(old) => (
-                old.rails.clone(),
-                old.health.clone(),
-                old.paused.clone(),
-                old.ticking.clone(),
-                old.gate.clone(),
-                old.generation,
-            ),
-            None => (
-                Arc::default(),
-                Arc::default(),
-                Arc::default(),
-                Arc::default(),
-                Arc::default(),
-                self.generations.fetch_add(1, Ordering::Relaxed) + 1,
-            ),
-        };
+        let (rails, health, last_applied, paused, ticking, gate, generation) =
+            match bindings.get(&key) {
+                Some(old) => (
+                    old.rails.clone(),
+                    old.health.clone(),
+                    old.last_applied.clone(),
+                    old.paused.clone(),
+                    old.ticking.clone(),
+                    old.gate.clone(),
+                    old.generation,
+                ),
+                None => (
+                    Arc::default(),
+                    Arc::default(),
+                    Arc::default(),
+                    Arc::default(),
+                    Arc::default(),
+                    Arc::default(),
+                    self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+                ),
+            };
         if let Some(pause) = options.paused {
             paused.store(pause, Ordering::Relaxed);
         }
@@ -371,6 +378,7 @@ impl TickEngine {
             gate,
             rails,
             health,
+            last_applied,
         });
         if let Some(old) = bindings.get(&key) {
             for pool in old
@@ -650,6 +658,15 @@ impl TickEngine {
             }
         };
         let applied = matches!(record.outcome, Outcome::Ok);
+        if applied {
+            *binding
+                .last_applied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(LastApplied {
+                at: now,
+                actions: record.actions.clone(),
+            }));
+        }
         let fallback = binding.spec.fallback;
         let fall_back = {
             let mut health = binding.health.lock().unwrap_or_else(|p| p.into_inner());
@@ -758,9 +775,20 @@ impl TickEngine {
             Ok(permits) => permits,
             Err(busy) => return Invocation::refused(busy, staged),
         };
+        let last = binding
+            .last_applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let access = Access {
             cluster: self.cluster_for(&revision.scope.tenant),
             scope: revision.scope.clone(),
+            actuation: Arc::new(BindingActuation {
+                last,
+                operations: self.operations.clone(),
+                backend: revision.scope.tenant.backend.clone(),
+            }),
+            host_node: self.host_node.clone(),
         };
         revision
             .policy

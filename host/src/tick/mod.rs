@@ -9,6 +9,7 @@ mod binding;
 mod engine;
 mod guard;
 mod operations;
+mod outcomes;
 mod scheduler;
 mod scope;
 

@@ -28,7 +28,7 @@ use tokio::task::AbortHandle;
 
 use super::audit::AuditLog;
 use crate::backends::{Clock, Cluster, SystemClock};
-use crate::model::{PowerState, TimestampMs};
+use crate::model::{InFlight, PowerProgress, PowerState, TimestampMs};
 use crate::state::{StateError, StateStore};
 
 /// The state-store namespace of operations in flight (a binding's namespace always has a `/`).
@@ -37,6 +37,9 @@ const NAMESPACE: &str = "#operations";
 const LAST_ID: &str = "last-id";
 /// How many finished operations stay visible.
 pub const MAX_FINISHED: usize = 256;
+/// How many operations' endings stay known to the policies that asked for them (WIT 0.2.0
+/// `outcomes`), newest ids kept.
+const MAX_ENDINGS: usize = 16_384;
 
 /// A VM, as one backend knows it: its tenant's backend (none for the simulated cluster),
 /// pool and id.
@@ -107,6 +110,15 @@ pub enum Started {
     Refused(String),
 }
 
+/// What an operation in flight does, in words.
+fn doing(operation: &Operation, cancelling: bool) -> String {
+    match (cancelling, operation.state) {
+        (true, _) => "cancelling".into(),
+        (false, PowerState::On) => "powering on".into(),
+        (false, PowerState::Off) => "powering off".into(),
+    }
+}
+
 /// One line of the audit file about an operation.
 #[derive(Debug, Serialize)]
 struct OperationRecord<'a> {
@@ -131,6 +143,8 @@ struct Running {
 pub struct Operations {
     running: Mutex<HashMap<VmKey, Running>>,
     finished: Mutex<VecDeque<Finished>>,
+    /// id → (outcome, error) of the last [`MAX_ENDINGS`] operations that ended.
+    endings: Mutex<BTreeMap<u64, (&'static str, Option<String>)>>,
     last_id: AtomicU64,
     state: Arc<StateStore>,
     audit: Arc<AuditLog>,
@@ -155,6 +169,7 @@ impl Operations {
         Arc::new(Operations {
             running: Mutex::default(),
             finished: Mutex::default(),
+            endings: Mutex::default(),
             last_id: AtomicU64::new(last_id),
             state,
             audit,
@@ -278,6 +293,7 @@ impl Operations {
             tracing::error!(id = operation.id, %store, "cannot forget a finished power operation");
         }
         self.record(outcome, operation, error.as_deref());
+        let error_copy = error.clone();
         let mut finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
         finished.push_back(Finished {
             operation: operation.clone(),
@@ -289,6 +305,12 @@ impl Operations {
             finished.pop_front();
         }
         drop(finished);
+        let mut endings = self.endings.lock().unwrap_or_else(|p| p.into_inner());
+        endings.insert(operation.id, (outcome, error_copy));
+        while endings.len() > MAX_ENDINGS {
+            endings.pop_first();
+        }
+        drop(endings);
         self.ended.notify_waiters();
     }
 
@@ -388,6 +410,37 @@ impl Operations {
             .collect();
         found.sort_by_key(|o| o.id);
         found
+    }
+
+    /// Where operation `id` stands: running, or how it ended; `None` when it ended too long ago
+    /// to be remembered.
+    pub fn progress(&self, id: u64) -> Option<PowerProgress> {
+        if let Some(running) = self.running().values().find(|r| r.operation.id == id) {
+            return Some(PowerProgress::InProgress(doing(
+                &running.operation,
+                running.cancelling,
+            )));
+        }
+        let endings = self.endings.lock().unwrap_or_else(|p| p.into_inner());
+        endings.get(&id).map(|(outcome, error)| match *outcome {
+            "succeeded" => PowerProgress::Done,
+            "cancelled" => PowerProgress::Cancelled,
+            _ => PowerProgress::Failed(error.clone().unwrap_or_else(|| "failed".into())),
+        })
+    }
+
+    /// The operation in flight on VM `vm_id` of `pool` on `backend`.
+    pub fn in_flight(&self, backend: Option<&str>, pool: &str, vm_id: &str) -> Option<InFlight> {
+        let key = (
+            backend.map(str::to_owned),
+            pool.to_owned(),
+            vm_id.to_owned(),
+        );
+        self.running().get(&key).map(|r| InFlight {
+            id: r.operation.id,
+            state: r.operation.state,
+            step: doing(&r.operation, r.cancelling),
+        })
     }
 
     /// The last operations of `tenant/binding` that ended, oldest first.

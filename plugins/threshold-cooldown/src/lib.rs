@@ -3,17 +3,23 @@
 //! Each tick reads a per-host window sum of a metric (the sum of every sample in the window
 //! divided by the number of reporting hosts, as Cloudify's policy computes it), fires the first
 //! rule whose threshold is crossed, clamps the result to the rule's limit, and then stays quiet
-//! for `cooldown_secs`. See the README for the configuration.
+//! for `cooldown_secs` from the tick whose change the host applied (read back through
+//! `outcomes` at the next tick: a failed or fully clamped scale starts no cooldown). See the
+//! README for the configuration.
 
 use std::time::Duration;
 
+use scalehost_sdk::outcomes::{self, TickOutcomes};
 use scalehost_sdk::{
     Policy, ScaleChange, Series, WorkloadRef, actuation, clock, export_policy, log, metrics, state,
 };
 use serde::Deserialize;
 
-/// State key of the last scale instant (host milliseconds, u64 little-endian).
+/// State key of the last applied scale's instant (host milliseconds, u64 little-endian): the
+/// cooldown's start.
 const LAST_SCALE_KEY: &str = "last_scale_ms";
+/// State key of the instant of a scale asked for and not yet known applied (same encoding).
+const PENDING_KEY: &str = "pending_scale_ms";
 
 /// Resolution of the range query for a `query` source.
 const QUERY_STEP: Duration = Duration::from_secs(15);
@@ -199,6 +205,22 @@ pub fn decide(rules: &[Rule], value: f64, current: u32) -> Decision {
     }
 }
 
+/// Whether the scale this policy asked for at `pending_ms` changed `target`, from the outcomes
+/// of the binding's last applied tick. Without them (the host restarted) or when they are of
+/// another tick, it is assumed applied: a cooldown too many is safer than a scale too many.
+pub fn pending_applied(
+    pending_ms: u64,
+    previous: Option<&TickOutcomes>,
+    target: &WorkloadRef,
+) -> bool {
+    match previous {
+        Some(previous) if previous.at == pending_ms => {
+            previous.scale_of(target).is_some_and(|s| s.changed())
+        }
+        _ => true,
+    }
+}
+
 /// Encodes the last scale instant for `state`.
 pub fn encode_last_scale(ms: u64) -> [u8; 8] {
     ms.to_le_bytes()
@@ -221,7 +243,17 @@ impl Policy for ThresholdCooldown {
 
     fn tick(config: Config) -> Result<(), String> {
         let now = clock::now_ms();
-        let last = decode_last_scale(state::get(LAST_SCALE_KEY).as_deref());
+        let mut last = decode_last_scale(state::get(LAST_SCALE_KEY).as_deref());
+        // The cooldown starts only where the host applied a change: settle the last intent.
+        if let Some(pending) = decode_last_scale(state::get(PENDING_KEY).as_deref()) {
+            state::delete(PENDING_KEY);
+            if pending_applied(pending, outcomes::previous().as_ref(), &config.target) {
+                last = Some(pending);
+                state::set(LAST_SCALE_KEY, &encode_last_scale(pending));
+            } else {
+                log::info("the last scale was not applied; no cooldown");
+            }
+        }
         // Checked before any read so a cooling-down tick costs one state lookup.
         if in_cooldown(last, now, config.cooldown_secs) {
             log::debug("in cooldown");
@@ -257,7 +289,7 @@ impl Policy for ThresholdCooldown {
                     r.threshold
                 );
                 actuation::scale(&config.target, ScaleChange::To(replicas), &reason)?;
-                state::set(LAST_SCALE_KEY, &encode_last_scale(now));
+                state::set(PENDING_KEY, &encode_last_scale(now));
             }
         }
         Ok(())
@@ -481,5 +513,62 @@ mod tests {
             validate(&zero_window),
             Err("window_secs must be at least 1".into())
         );
+    }
+
+    fn outcome(
+        at: u64,
+        target: &WorkloadRef,
+        current: u32,
+        applied: u32,
+        error: Option<&str>,
+    ) -> TickOutcomes {
+        TickOutcomes {
+            at,
+            scales: vec![outcomes::ScaleOutcome {
+                target: target.clone(),
+                current,
+                requested: applied,
+                applied,
+                adjustments: vec![],
+                error: error.map(Into::into),
+            }],
+            powers: vec![],
+        }
+    }
+
+    #[test]
+    fn the_cooldown_starts_only_where_a_change_was_applied() {
+        let api = WorkloadRef::deployment("web", "api");
+        let other = WorkloadRef::deployment("web", "other");
+        // Applied: the workload went 2 -> 4.
+        assert!(pending_applied(
+            1000,
+            Some(&outcome(1000, &api, 2, 4, None)),
+            &api
+        ));
+        // Refused by the backend, or held where it was by the rails: no change, no cooldown.
+        assert!(!pending_applied(
+            1000,
+            Some(&outcome(1000, &api, 2, 2, Some("forbidden"))),
+            &api
+        ));
+        assert!(!pending_applied(
+            1000,
+            Some(&outcome(1000, &api, 4, 4, None)),
+            &api
+        ));
+        // The tick applied no scale of this target.
+        assert!(!pending_applied(
+            1000,
+            Some(&outcome(1000, &other, 2, 4, None)),
+            &api
+        ));
+        // No record (a restarted host) or another tick's: assume applied.
+        assert!(pending_applied(1000, None, &api));
+        assert!(pending_applied(
+            1000,
+            Some(&outcome(2000, &api, 2, 2, None)),
+            &api
+        ));
     }
 }

@@ -129,3 +129,16 @@ pub(super) fn series_bytes(series: &[Series]) -> usize {
 pub(super) fn ref_bytes(r: &wit::WorkloadRef) -> usize {
     r.namespace.len() + r.name.len() + 1
 }
+
+impl From<WorkloadRef> for wit::WorkloadRef {
+    fn from(r: WorkloadRef) -> Self {
+        wit::WorkloadRef {
+            kind: match r.kind {
+                WorkloadKind::Deployment => wit::WorkloadKind::Deployment,
+                WorkloadKind::StatefulSet => wit::WorkloadKind::StatefulSet,
+            },
+            namespace: r.namespace,
+            name: r.name,
+        }
+    }
+}

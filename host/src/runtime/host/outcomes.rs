@@ -1,0 +1,110 @@
+//! Host side of `outcomes` (0.2.0): what became of the binding's last applied intents.
+
+use tracing::instrument;
+
+use super::super::Sandbox;
+use super::super::bindings::v0_2::outcomes::{
+    Adjustment, Host, PowerOutcome, PowerProgress, Rail, ScaleOutcome, TickOutcomes,
+};
+use crate::model;
+
+impl Host for Sandbox {
+    #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
+    async fn previous(&mut self) -> wasmtime::Result<Option<TickOutcomes>> {
+        self.charge(0)?;
+        // During validate-config there is no binding yet, so nothing happened to it.
+        let Some(access) = self.access.clone() else {
+            return Ok(None);
+        };
+        let Some(previous) = access.actuation.previous() else {
+            return Ok(None);
+        };
+        self.charge_bytes(outcome_bytes(&previous))?;
+        Ok(Some(TickOutcomes {
+            at: previous.at,
+            scales: previous.scales.into_iter().map(scale_outcome).collect(),
+            powers: previous.powers.into_iter().map(power_outcome).collect(),
+        }))
+    }
+}
+
+fn scale_outcome(s: model::ScaleOutcome) -> ScaleOutcome {
+    ScaleOutcome {
+        target: s.target.into(),
+        current: s.current,
+        requested: s.requested,
+        applied: s.applied,
+        adjustments: s
+            .adjustments
+            .into_iter()
+            .filter_map(|(rail, from, to)| {
+                Some(Adjustment {
+                    rail: rail_of(rail)?,
+                    from,
+                    to,
+                })
+            })
+            .collect(),
+        error: s.error,
+    }
+}
+
+fn power_outcome(p: model::PowerOutcome) -> PowerOutcome {
+    PowerOutcome {
+        pool: p.pool,
+        vm_id: p.vm_id,
+        state: p.state.into(),
+        operation: p.operation,
+        progress: match p.progress {
+            model::PowerProgress::InProgress(step) => PowerProgress::InProgress(step),
+            model::PowerProgress::Done => PowerProgress::Done,
+            model::PowerProgress::Failed(why) => PowerProgress::Failed(why),
+            model::PowerProgress::Cancelled => PowerProgress::Cancelled,
+            model::PowerProgress::NotStarted(why) => PowerProgress::NotStarted(why),
+        },
+    }
+}
+
+/// The WIT rail of an audit record's rail name (see `tick/guard.rs`).
+fn rail_of(name: &str) -> Option<Rail> {
+    Some(match name {
+        "min-replicas" => Rail::MinReplicas,
+        "max-replicas" => Rail::MaxReplicas,
+        "stabilization-down" => Rail::StabilizationDown,
+        "max-step-up" => Rail::MaxStepUp,
+        "max-step-down" => Rail::MaxStepDown,
+        "cooldown-up" => Rail::CooldownUp,
+        "cooldown-down" => Rail::CooldownDown,
+        _ => return None,
+    })
+}
+
+fn outcome_bytes(o: &model::TickOutcomes) -> usize {
+    let scales: usize = o
+        .scales
+        .iter()
+        .map(|s| {
+            s.target.namespace.len()
+                + s.target.name.len()
+                + 16
+                + s.adjustments.len() * 12
+                + s.error.as_ref().map_or(0, String::len)
+        })
+        .sum();
+    let powers: usize = o
+        .powers
+        .iter()
+        .map(|p| {
+            p.pool.len()
+                + p.vm_id.len()
+                + 16
+                + match &p.progress {
+                    model::PowerProgress::InProgress(s)
+                    | model::PowerProgress::Failed(s)
+                    | model::PowerProgress::NotStarted(s) => s.len(),
+                    _ => 0,
+                }
+        })
+        .sum();
+    8 + scales + powers
+}
