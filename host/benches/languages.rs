@@ -51,6 +51,7 @@ fn cluster() -> Arc<SimulatedCluster> {
             priority: 0,
             capacity_per_replica: 100.0,
             load: Some(LoadSpec::Constant { value: 300.0 }),
+            events: true,
         }],
         ..SimSpec::default()
     };

@@ -41,6 +41,7 @@ fn cluster() -> Arc<SimulatedCluster> {
                 priority: 0,
                 capacity_per_replica: 100.0,
                 load: Some(LoadSpec::Constant { value: 300.0 }),
+                events: true,
             },
             SimWorkloadSpec {
                 kind: WorkloadKind::Deployment,
@@ -53,6 +54,7 @@ fn cluster() -> Arc<SimulatedCluster> {
                 priority: -100,
                 capacity_per_replica: 1.0,
                 load: None,
+                events: true,
             },
         ],
         ..SimSpec::default()

@@ -97,6 +97,7 @@ pub fn sim_spec() -> SimSpec {
                 priority: 100,
                 capacity_per_replica: 100.0,
                 load: Some(LoadSpec::Constant { value: 300.0 }),
+                events: true,
             },
             SimWorkloadSpec {
                 kind: WorkloadKind::Deployment,
@@ -109,6 +110,7 @@ pub fn sim_spec() -> SimSpec {
                 priority: -100,
                 capacity_per_replica: 100.0,
                 load: None,
+                events: true,
             },
         ],
     }

@@ -181,6 +181,13 @@ pub struct SimWorkloadSpec {
     /// What drives its demand; none means no load.
     #[serde(default)]
     pub load: Option<LoadSpec>,
+    /// Whether its Ready pods push `requests` and `cpu` events (default true).
+    #[serde(default = "yes")]
+    pub events: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_pod_memory() -> u64 {
@@ -340,6 +347,13 @@ struct Sim {
     nodes: Vec<Node>,
     pools: Vec<Pool>,
     workloads: Vec<Workload>,
+    /// (kind, namespace, name) → index in `workloads`.
+    index: HashMap<(WorkloadKind, String, String), usize>,
+    /// name → indices of the workloads of that name (in any namespace), for queries.
+    by_name: HashMap<String, Vec<usize>>,
+    /// Workloads whose pods may not match their replicas or may wait for a node: what
+    /// [`Sim::reconcile`] looks at, so that its cost follows the changes, not the cluster.
+    unsettled: std::collections::BTreeSet<usize>,
     /// service → (host, at, value), oldest first.
     events: HashMap<String, VecDeque<(String, TimestampMs, f64)>>,
     lifecycle: Vec<LifecycleEvent>,
@@ -452,13 +466,25 @@ impl SimulatedCluster {
             });
         }
         let report_interval_ms = (spec.report_interval.as_millis() as u64).max(1);
+        let mut index = HashMap::new();
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, w) in workloads.iter().enumerate() {
+            index.insert(
+                (w.spec.kind, w.spec.namespace.clone(), w.spec.name.clone()),
+                i,
+            );
+            by_name.entry(w.spec.name.clone()).or_default().push(i);
+        }
         let mut sim = Sim {
             now: spec.start_ms,
             report_interval_ms,
             next_report: spec.start_ms + report_interval_ms,
             nodes,
             pools,
+            unsettled: (0..workloads.len()).collect(),
             workloads,
+            index,
+            by_name,
             events: HashMap::new(),
             lifecycle: Vec::new(),
         };
@@ -584,13 +610,9 @@ fn is_ready(pod: &Pod, nodes: &[Node], now: TimestampMs) -> bool {
 
 impl Sim {
     fn find(&self, target: &WorkloadRef) -> Result<usize, BackendError> {
-        self.workloads
-            .iter()
-            .position(|w| {
-                w.spec.namespace == target.namespace
-                    && w.spec.name == target.name
-                    && w.spec.kind == target.kind
-            })
+        self.index
+            .get(&(target.kind, target.namespace.clone(), target.name.clone()))
+            .copied()
             .ok_or_else(|| BackendError::NotFound(format!("{target}")))
     }
 
@@ -648,9 +670,12 @@ impl Sim {
         });
     }
 
-    /// Makes pod counts match replicas and schedules pending pods, preempting lower priorities.
+    /// Makes pod counts match replicas and schedules pending pods, preempting lower priorities:
+    /// of the unsettled workloads only (a settled one has nothing to do).
     fn reconcile(&mut self) {
-        for w in &mut self.workloads {
+        let unsettled: Vec<usize> = self.unsettled.iter().copied().collect();
+        for &wi in &unsettled {
+            let w = &mut self.workloads[wi];
             while (w.pods.len() as u32) < w.replicas {
                 w.pods.push(Pod {
                     name: format!("{}-{}", w.spec.name, w.next_pod),
@@ -675,6 +700,18 @@ impl Sim {
             }
         }
         self.schedule_pending();
+        let settled: Vec<usize> = self
+            .unsettled
+            .iter()
+            .copied()
+            .filter(|&wi| {
+                let w = &self.workloads[wi];
+                w.pods.len() as u32 == w.replicas && w.pods.iter().all(|p| p.node.is_some())
+            })
+            .collect();
+        for wi in settled {
+            self.unsettled.remove(&wi);
+        }
     }
 
     fn schedulable(&self, n: usize) -> bool {
@@ -696,7 +733,8 @@ impl Sim {
 
     fn schedule_pending(&mut self) {
         let mut pending: Vec<(usize, usize)> = Vec::new();
-        for (wi, w) in self.workloads.iter().enumerate() {
+        for &wi in &self.unsettled {
+            let w = &self.workloads[wi];
             for (pi, pod) in w.pods.iter().enumerate() {
                 if pod.node.is_none() {
                     pending.push((wi, pi));
@@ -782,6 +820,7 @@ impl Sim {
                     used[n].1 -= self.workloads[vwi].spec.memory_request_bytes;
                     // A preempted pod is deleted; its controller recreates it as pending.
                     self.workloads[vwi].pods[vpi].node = None;
+                    self.unsettled.insert(vwi);
                 }
                 return Some(n);
             }
@@ -792,7 +831,7 @@ impl Sim {
     fn push_events(&mut self) {
         let now = self.now;
         let interval_min = self.report_interval_ms as f64 / MINUTE_MS as f64;
-        for w in &self.workloads {
+        for w in self.workloads.iter().filter(|w| w.spec.events) {
             let ready: Vec<&Pod> = w
                 .pods
                 .iter()
@@ -954,7 +993,17 @@ impl Sim {
             };
         }
         let mut out = Vec::new();
-        for w in &self.workloads {
+        // A workload matcher picks the candidates from the index; else every workload is one.
+        let named = query
+            .matchers
+            .iter()
+            .find(|(k, _)| k == "workload")
+            .map(|(_, name)| self.by_name.get(name).map_or(&[][..], Vec::as_slice));
+        let candidates: Box<dyn Iterator<Item = &Workload>> = match named {
+            Some(indices) => Box::new(indices.iter().map(|&i| &self.workloads[i])),
+            None => Box::new(self.workloads.iter()),
+        };
+        for w in candidates {
             let labels = vec![
                 ("namespace".to_owned(), w.spec.namespace.clone()),
                 ("workload".to_owned(), w.spec.name.clone()),
@@ -1109,6 +1158,7 @@ impl Actuator for SimulatedCluster {
         let mut sim = self.sim();
         let w = sim.find(target)?;
         sim.workloads[w].replicas = replicas;
+        sim.unsettled.insert(w);
         sim.reconcile();
         Ok(())
     }
@@ -1141,12 +1191,15 @@ impl Actuator for SimulatedCluster {
                 sim.nodes[n].cordoned = true;
                 sim.log(vm_id, "cordon", node_name.clone());
                 let mut evicted = 0;
-                for w in &mut sim.workloads {
+                let mut moved = Vec::new();
+                for (wi, w) in sim.workloads.iter_mut().enumerate() {
                     for pod in w.pods.iter_mut().filter(|pod| pod.node == Some(n)) {
                         pod.node = None;
                         evicted += 1;
+                        moved.push(wi);
                     }
                 }
+                sim.unsettled.extend(moved);
                 sim.log(
                     vm_id,
                     "drain",
@@ -1210,6 +1263,7 @@ mod tests {
                     priority: 10,
                     capacity_per_replica: 100.0,
                     load: Some(LoadSpec::Constant { value: 150.0 }),
+                    events: true,
                 },
                 SimWorkloadSpec {
                     kind: WorkloadKind::Deployment,
@@ -1222,6 +1276,7 @@ mod tests {
                     priority: -10,
                     capacity_per_replica: 100.0,
                     load: None,
+                    events: true,
                 },
             ],
         }

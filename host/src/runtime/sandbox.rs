@@ -140,6 +140,22 @@ impl StagedState {
         }
         Ok(count)
     }
+
+    /// Queues the staged changes for the store's next group commit now, in call order; the
+    /// future resolves with their count once they are durable.
+    pub fn commit_async(
+        self,
+    ) -> impl std::future::Future<Output = Result<usize, crate::state::StateError>> + Send + 'static
+    {
+        let count = self.writes.len();
+        let done = (count > 0).then(|| self.store.apply_async(&self.namespace, self.writes));
+        async move {
+            if let Some(done) = done {
+                done.await?;
+            }
+            Ok(count)
+        }
+    }
 }
 
 /// Caps what an instance may hold: the sum over all its linear memories and tables (a component

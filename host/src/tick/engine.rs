@@ -89,6 +89,8 @@ pub struct TickEngine {
     backends: RwLock<BTreeMap<String, (Arc<dyn Cluster>, Arc<dyn Clock>)>>,
     /// The node the host runs on, shown to policies in the node view.
     host_node: Option<Arc<str>>,
+    /// How late the scheduler started ticks.
+    lateness: super::lateness::Lateness,
 }
 
 /// What [`TickEngine::bind_with`] installs beside the spec.
@@ -143,6 +145,7 @@ impl TickEngine {
             shares: InstanceShares::new(ceilings),
 
             host_node: ceilings.node_name.as_deref().map(Arc::from),
+            lateness: Default::default(),
             ceilings: ceilings.clone(),
             tenants: RwLock::default(),
             bindings: RwLock::default(),
@@ -161,7 +164,12 @@ impl TickEngine {
         &self.state
     }
 
-    /// The power operations in flight.
+    /// How late the scheduler started this engine's ticks (from when each was due).
+    pub fn lateness(&self) -> &super::lateness::Lateness {
+        &self.lateness
+    }
+
+    /// The power operations in flight and their recent outcomes.
     pub fn operations(&self) -> &Arc<Operations> {
         &self.operations
     }
@@ -619,7 +627,7 @@ impl TickEngine {
         // A tick overtaken by a removal or a state clearing is discarded: it commits nothing,
         // applies nothing, and is no failure of the policy's (no fallback).
         let result = match invocation.result {
-            Ok(()) => match blocking_io(|| commit_gated(binding, state_epoch, invocation.state)) {
+            Ok(()) => match commit_gated(binding, state_epoch, invocation.state).await {
                 Ok(writes) => Ok(writes),
                 Err(Refused::Failed(error)) => Err(error),
                 Err(Refused::Discarded(error)) => {
@@ -743,10 +751,12 @@ impl TickEngine {
                 now,
             )
             .await;
-        let result = invocation.result.and_then(|()| {
-            blocking_io(|| commit_gated(binding, state_epoch, invocation.state))
-                .map_err(Refused::into_error)
-        });
+        let result = match invocation.result {
+            Ok(()) => commit_gated(binding, state_epoch, invocation.state)
+                .await
+                .map_err(Refused::into_error),
+            Err(error) => Err(error),
+        };
         ShadowRecord {
             plugin: shadow.policy.digest().to_owned(),
             revision: shadow.revision,
@@ -1011,20 +1021,31 @@ pub(super) fn blocking_io<T>(work: impl FnOnce() -> T) -> T {
 
 /// Commits a tick's staged state at its commit point, under the binding's gate: a removal or a
 /// state clearing either came before (nothing is committed) or comes after.
-fn commit_gated(binding: &Binding, state_epoch: u64, state: StagedState) -> Result<usize, Refused> {
-    let gate = binding.gate.lock().unwrap_or_else(|p| p.into_inner());
-    if gate.retired {
-        return Err(Refused::Discarded(InvocationError::State(
-            "the binding was removed while the tick ran; nothing applied".into(),
-        )));
-    }
-    if gate.state_epoch != state_epoch {
-        return Err(Refused::Discarded(InvocationError::State(
-            "the binding's state was cleared while the tick ran; nothing applied".into(),
-        )));
-    }
-    state
-        .commit()
+/// Commits a tick's staged state unless the binding was removed or its state cleared while
+/// the tick ran. The check and the queueing happen under the binding's commit gate, so a
+/// removal or a clearing (which take the gate, then queue their own writes) is ordered after
+/// a commit that passed it; the wait for durability happens outside it.
+async fn commit_gated(
+    binding: &Binding,
+    state_epoch: u64,
+    state: StagedState,
+) -> Result<usize, Refused> {
+    let durable = {
+        let gate = binding.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if gate.retired {
+            return Err(Refused::Discarded(InvocationError::State(
+                "the binding was removed while the tick ran; nothing applied".into(),
+            )));
+        }
+        if gate.state_epoch != state_epoch {
+            return Err(Refused::Discarded(InvocationError::State(
+                "the binding's state was cleared while the tick ran; nothing applied".into(),
+            )));
+        }
+        state.commit_async()
+    };
+    durable
+        .await
         .map_err(|e| Refused::Failed(InvocationError::State(crate::display_chain(&e))))
 }
 

@@ -8,6 +8,7 @@ mod audit;
 mod binding;
 mod engine;
 mod guard;
+mod lateness;
 mod operations;
 mod outcomes;
 mod scheduler;
@@ -17,6 +18,7 @@ pub use audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, ShadowRecord
 pub use binding::{Binding, BindingSpec, FallbackAction, FallbackSpec, Health, Shadow, TargetSpec};
 pub use engine::{BindError, BindOptions, ShadowOptions, TickEngine};
 pub use guard::{Adjustment, RailHistory, Rails, Verdict};
+pub use lateness::{Lateness, LatenessSummary};
 pub use operations::{Finished, Operation, Operations, Started};
 pub use scheduler::Scheduler;
 pub use scope::{Scope, TenantSpec};

@@ -1,5 +1,6 @@
-//! Schedules each binding's ticks on tokio: a jittered phase, a fixed interval, one tick at a
-//! time per binding. A tick is a task on the runtime, not a thread: it is bounded by its
+//! Schedules each binding's ticks on tokio: a phase spread over the interval, a fixed interval,
+//! one tick at a time per binding; how late each tick starts goes to
+//! [`TickEngine::lateness`]. A tick is a task on the runtime, not a thread: it is bounded by its
 //! deadline, and its guest yields to the runtime every epoch.
 
 use std::hash::{BuildHasher, Hasher};
@@ -54,15 +55,18 @@ impl Scheduler {
                 return;
             }
             let interval = first.spec.interval;
-            // Spread bindings over their interval so they do not all tick at once.
+            // Spread bindings over their whole interval so they do not tick in bursts.
             let phase = jitter(&tenant, &name, interval);
             let mut ticker = tokio::time::interval_at(Instant::now() + phase, interval);
             ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
+                let due = tokio::select! {
+                    due = ticker.tick() => due,
                     _ = shutdown.changed() => break,
-                }
+                };
+                engine
+                    .lateness()
+                    .record(Instant::now().saturating_duration_since(due));
                 let Some(binding) = engine.binding(&tenant, &name) else {
                     break;
                 };
@@ -108,11 +112,14 @@ impl Scheduler {
     }
 }
 
-/// A phase in `[0, min(interval, 1 s))`, different per binding and per process.
+/// A phase in `[0, interval)`, different per binding and per process: many bindings of one
+/// interval start evenly over it, not in a burst.
 fn jitter(tenant: &str, name: &str, interval: Duration) -> Duration {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write(tenant.as_bytes());
     hasher.write(name.as_bytes());
-    let span = interval.min(Duration::from_secs(1)).as_micros().max(1) as u64;
+    let span = u64::try_from(interval.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
     Duration::from_micros(hasher.finish() % span)
 }
