@@ -880,3 +880,36 @@ async fn a_wit_0_1_0_component_keeps_working() {
         .await;
     assert!(refused.is_err(), "its validate-config still runs");
 }
+
+/// However a policy asks, the host does not power off the VM of the node it runs on.
+#[tokio::test]
+async fn the_host_refuses_to_power_off_its_own_node() {
+    let sim = sim();
+    let engine = std::sync::Arc::new(scalehost::tick::TickEngine::new(
+        sim.clone(),
+        sim.clone(),
+        std::sync::Arc::new(StateStore::in_memory().expect("state")),
+        std::sync::Arc::new(scalehost::tick::AuditLog::in_memory(16)),
+        &scalehost::runtime::EngineConfig {
+            node_name: Some("worker-1".into()),
+            ..Default::default()
+        },
+    ));
+    engine.add_tenant(tenant());
+    let binding = engine
+        .bind(power_binding("own-node", "off"), fixture())
+        .await
+        .expect("binds");
+    let record = engine.tick(&binding).await;
+    match &record.outcome {
+        Outcome::Failed { error } => assert!(
+            error
+                .to_string()
+                .contains("vm vm-1 runs the node this host runs on"),
+            "{error}"
+        ),
+        Outcome::Ok => panic!("powering off the host's own node was accepted"),
+    }
+    assert!(record.actions.is_empty());
+    assert_eq!(sim.vms("pool").await.expect("vms")[0].power, PowerState::On);
+}

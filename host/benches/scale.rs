@@ -2,7 +2,7 @@
 //! ticks start. See docs/benchmarks.md ("Many bindings").
 //!
 //! ```text
-//! cargo bench -p scalehost --bench scale -- --bindings 100000 [--seconds 60] [--interval 15s]
+//! cargo bench -p scalehost --bench scale -- --bindings 100000 [--seconds 60] [--interval 15s] [--seasons 1]
 //! ```
 //!
 //! Each binding is the shipped `predictive-forecast` with a workload of its own (one metric
@@ -31,6 +31,8 @@ struct Args {
     bindings: usize,
     seconds: u64,
     interval: Duration,
+    /// The forecast's `seasons_kept`: its state is 97 bytes + 1,152 bytes per season.
+    seasons: u32,
 }
 
 fn args() -> Args {
@@ -38,6 +40,7 @@ fn args() -> Args {
         bindings: 10_000,
         seconds: 60,
         interval: Duration::from_secs(15),
+        seasons: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -45,6 +48,7 @@ fn args() -> Args {
         match arg.as_str() {
             "--bindings" => args.bindings = value().parse().expect("--bindings N"),
             "--seconds" => args.seconds = value().parse().expect("--seconds S"),
+            "--seasons" => args.seasons = value().parse().expect("--seasons N"),
             "--interval" => {
                 args.interval = scalehost::duration::parse(&value()).expect("--interval 15s")
             }
@@ -88,8 +92,9 @@ fn main() {
         .expect("runtime");
     let _guard = runtime.enter();
 
-    // 640 pods of 100m fit a 64-core node; a quarter more nodes than needed.
-    let nodes = (n / 640 + 1) * 5 / 4 + 1;
+    // 640 pods of 100m fit a 64-core node; room for 4 replicas a workload (the most the
+    // policy asks for at these loads), and a quarter more.
+    let nodes = (n * 4 / 640 + 1) * 5 / 4 + 1;
     let spec = SimSpec {
         nodes: (0..nodes)
             .map(|i| NodeSpec {
@@ -155,6 +160,7 @@ fn main() {
                 "metric": format!("scalehost_requests_per_minute{{namespace=\"{tenant}\",workload=\"{name}\"}}"),
                 "capacity_per_replica": 100.0,
                 "max_replicas": 10,
+                "seasons_kept": args.seasons,
             });
             engine
                 .bind(
@@ -219,8 +225,9 @@ fn main() {
     runtime.block_on(scheduler.shutdown());
     let ticks_expected = (n as f64 * wall.as_secs_f64() / args.interval.as_secs_f64()) as u64;
     println!(
-        "| {n} | {:?} | {:.1} s | {} ({} expected) | {:.2} | {} | {} | {:.1} | {:.1} | {:.1} |",
+        "| {n} | {:?} | {} | {:.1} s | {} ({} expected) | {:.2} | {} | {} | {:.1} | {:.1} | {:.1} |",
         args.interval,
+        args.seasons,
         bound_in.as_secs_f64(),
         lateness.ticks,
         ticks_expected,
@@ -232,6 +239,6 @@ fn main() {
         lateness.max_us as f64 / 1000.0,
     );
     println!(
-        "(bindings | interval | bound in | ticks measured | cores | peak RSS MiB | threads | lateness p50 ms | p99 ms | max ms)"
+        "(bindings | interval | seasons kept | bound in | ticks measured | cores | peak RSS MiB | threads | lateness p50 ms | p99 ms | max ms)"
     );
 }

@@ -354,6 +354,11 @@ struct Sim {
     /// Workloads whose pods may not match their replicas or may wait for a node: what
     /// [`Sim::reconcile`] looks at, so that its cost follows the changes, not the cluster.
     unsettled: std::collections::BTreeSet<usize>,
+    /// The lowest priority of any workload: a pod of it can preempt nothing.
+    lowest_priority: i32,
+    /// (CPU millicores, memory bytes) requested by the pods scheduled on each node, kept as
+    /// pods are placed and removed.
+    node_used: Vec<(u64, u64)>,
     /// service → (host, at, value), oldest first.
     events: HashMap<String, VecDeque<(String, TimestampMs, f64)>>,
     lifecycle: Vec<LifecycleEvent>,
@@ -475,6 +480,7 @@ impl SimulatedCluster {
             );
             by_name.entry(w.spec.name.clone()).or_default().push(i);
         }
+        let node_count = nodes.len();
         let mut sim = Sim {
             now: spec.start_ms,
             report_interval_ms,
@@ -482,6 +488,8 @@ impl SimulatedCluster {
             nodes,
             pools,
             unsettled: (0..workloads.len()).collect(),
+            node_used: vec![(0, 0); node_count],
+            lowest_priority: workloads.iter().map(|w| w.spec.priority).min().unwrap_or(0),
             workloads,
             index,
             by_name,
@@ -696,7 +704,10 @@ impl Sim {
                             .rposition(|p| !is_ready(p, &self.nodes, self.now))
                     })
                     .unwrap_or(w.pods.len() - 1);
-                w.pods.remove(victim);
+                if let Some(n) = w.pods.remove(victim).node {
+                    self.node_used[n].0 -= w.spec.cpu_request_millis;
+                    self.node_used[n].1 -= w.spec.memory_request_bytes;
+                }
             }
         }
         self.schedule_pending();
@@ -718,19 +729,6 @@ impl Sim {
         self.nodes[n].ready_since.is_some() && !self.nodes[n].cordoned
     }
 
-    fn node_usage(&self) -> Vec<(u64, u64)> {
-        let mut used = vec![(0u64, 0u64); self.nodes.len()];
-        for w in &self.workloads {
-            for pod in &w.pods {
-                if let Some(n) = pod.node {
-                    used[n].0 += w.spec.cpu_request_millis;
-                    used[n].1 += w.spec.memory_request_bytes;
-                }
-            }
-        }
-        used
-    }
-
     fn schedule_pending(&mut self) {
         let mut pending: Vec<(usize, usize)> = Vec::new();
         for &wi in &self.unsettled {
@@ -745,7 +743,7 @@ impl Sim {
             return;
         }
         pending.sort_by_key(|&(wi, _)| std::cmp::Reverse(self.workloads[wi].spec.priority));
-        let mut used = self.node_usage();
+        let mut used = self.node_used.clone();
         for (wi, pi) in pending {
             if self.workloads[wi]
                 .pods
@@ -776,12 +774,17 @@ impl Sim {
                 pod.ready_at = ready_at;
             }
         }
+        self.node_used = used;
     }
 
     /// Evicts lower-priority pods from the first node where that makes room for a pod of
     /// workload `wi`; returns the node.
     fn preempt_for(&mut self, wi: usize, used: &mut [(u64, u64)]) -> Option<usize> {
         let priority = self.workloads[wi].spec.priority;
+        // Nothing ranks below the lowest priority: no search (priorities never change).
+        if priority <= self.lowest_priority {
+            return None;
+        }
         let (cpu, mem) = (
             self.workloads[wi].spec.cpu_request_millis,
             self.workloads[wi].spec.memory_request_bytes,
@@ -1192,6 +1195,7 @@ impl Actuator for SimulatedCluster {
                 sim.log(vm_id, "cordon", node_name.clone());
                 let mut evicted = 0;
                 let mut moved = Vec::new();
+                sim.node_used[n] = (0, 0);
                 for (wi, w) in sim.workloads.iter_mut().enumerate() {
                     for pod in w.pods.iter_mut().filter(|pod| pod.node == Some(n)) {
                         pod.node = None;

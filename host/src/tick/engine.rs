@@ -83,7 +83,7 @@ pub struct TickEngine {
     shares: InstanceShares,
     operations: Arc<Operations>,
     tenants: RwLock<BTreeMap<String, TenantSpec>>,
-    bindings: RwLock<BTreeMap<(String, String), Arc<Binding>>>,
+    bindings: RwLock<super::registry::Registry>,
     generations: AtomicU64,
     /// Named real backends (and their clocks); a tenant without one uses `cluster`.
     backends: RwLock<BTreeMap<String, (Arc<dyn Cluster>, Arc<dyn Clock>)>>,
@@ -333,10 +333,10 @@ impl TickEngine {
         };
         let key = (spec.tenant.clone(), spec.name.clone());
         let mut bindings = self.bindings.write().unwrap_or_else(|p| p.into_inner());
-        check_owners(&bindings, &key, &checked.scope, &checked.id)?;
-        if !bindings.contains_key(&key) {
+        bindings.check_owners(&key, &checked.scope, &checked.id)?;
+        if bindings.get(&key).is_none() {
             let max = self.ceilings.max_bindings_per_tenant as usize;
-            let count = bindings.keys().filter(|(t, _)| *t == spec.tenant).count();
+            let count = bindings.count_of(&spec.tenant);
             if count >= max {
                 return Err(BindError::Invalid {
                     binding: checked.id,
@@ -537,12 +537,10 @@ impl TickEngine {
         }
         let key = (spec.tenant.clone(), spec.name.clone());
         // Checked before the (slow) config validation, and again under the write lock.
-        check_owners(
-            &self.bindings.read().unwrap_or_else(|p| p.into_inner()),
-            &key,
-            &scope,
-            &id,
-        )?;
+        self.bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .check_owners(&key, &scope, &id)?;
         Ok(Checked { id, scope })
     }
 
@@ -1019,8 +1017,6 @@ pub(super) fn blocking_io<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Commits a tick's staged state at its commit point, under the binding's gate: a removal or a
-/// state clearing either came before (nothing is committed) or comes after.
 /// Commits a tick's staged state unless the binding was removed or its state cleared while
 /// the tick ran. The check and the queueing happen under the binding's commit gate, so a
 /// removal or a clearing (which take the gate, then queue their own writes) is ordered after
@@ -1168,36 +1164,6 @@ impl InstanceShares {
         self.pool_permit(tokio::time::Instant::now() + wait, wait)
             .await
     }
-}
-
-/// One writer per target and per VM pool: refuses what another binding already owns.
-fn check_owners(
-    bindings: &BTreeMap<(String, String), Arc<Binding>>,
-    key: &(String, String),
-    scope: &Scope,
-    id: &str,
-) -> Result<(), BindError> {
-    for (other_key, other) in bindings.iter().filter(|(k, _)| *k != key) {
-        let owner = format!("{}/{}", other_key.0, other_key.1);
-        if let Some(target) = scope
-            .targets
-            .iter()
-            .find(|t| other.scope.targets.contains(t))
-        {
-            return Err(BindError::TargetTaken {
-                binding: id.to_owned(),
-                target: target.clone(),
-                owner,
-            });
-        }
-        if let Some(pool) = scope.pools.iter().find(|p| other.scope.pools.contains(p)) {
-            return Err(BindError::Invalid {
-                binding: id.to_owned(),
-                message: format!("vm pool {pool} is already powered by binding {owner}"),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// "on" or "off".

@@ -11,6 +11,7 @@ mod guard;
 mod lateness;
 mod operations;
 mod outcomes;
+mod registry;
 mod scheduler;
 mod scope;
 

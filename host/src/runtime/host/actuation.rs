@@ -79,6 +79,18 @@ impl Host for Sandbox {
             return Ok(Err(e.into()));
         }
         match access.cluster.vms(&pool).await {
+            // The host does not power off the node it runs on, whatever a policy asks.
+            Ok(vms)
+                if state == PowerState::Off
+                    && access.host_node.as_deref().is_some_and(|host| {
+                        vms.iter()
+                            .any(|vm| vm.id == vm_id && vm.node_name.as_deref() == Some(host))
+                    }) =>
+            {
+                return Ok(Err(HostError::Forbidden(format!(
+                    "vm {vm_id} runs the node this host runs on"
+                ))));
+            }
             Ok(vms) if vms.iter().any(|vm| vm.id == vm_id) => {}
             Ok(_) => {
                 return Ok(Err(HostError::NotFound(format!(

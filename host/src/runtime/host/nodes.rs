@@ -59,7 +59,14 @@ impl Host for Sandbox {
         self.charge_bytes(
             nodes
                 .iter()
-                .map(|n| n.name.len() + 48 + n.pods.iter().map(pod_bytes).sum::<usize>())
+                .map(|n| {
+                    n.name.len()
+                        + 96
+                        + n.pods
+                            .iter()
+                            .map(|p| pod_bytes(&access.scope, p))
+                            .sum::<usize>()
+                })
                 .sum(),
         )?;
         let host_node = access.host_node.as_deref();
@@ -93,7 +100,7 @@ impl Host for Sandbox {
         };
         match access.cluster.pending_pods().await {
             Ok(pods) => {
-                self.charge_bytes(pods.iter().map(pod_bytes).sum())?;
+                self.charge_bytes(pods.iter().map(|p| pod_bytes(&access.scope, p)).sum())?;
                 Ok(Ok(pods
                     .into_iter()
                     .map(|p| pod(&access.scope, p))
@@ -110,7 +117,9 @@ impl Host for Sandbox {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = access.scope.check_pool(&pool) {
+        // The operations in flight on a pool are its binding's business: only a pool of this
+        // binding is shown (a pool granted to the tenant but powered by another binding is not).
+        if let Err(e) = access.scope.check_power(&pool) {
             return Ok(Err(e.into()));
         }
         let vms = match access.cluster.vms(&pool).await {
@@ -158,6 +167,12 @@ fn pod(scope: &Scope, p: model::PodInfo) -> Pod {
     }
 }
 
-fn pod_bytes(p: &model::PodInfo) -> usize {
-    p.namespace.len() + p.name.len() + 32 + p.drain_blocker.as_ref().map_or(0, String::len)
+/// Bytes a pod costs the byte limit: what the guest is given, and a fixed size for another
+/// tenant's pod (whose real name lengths must not show through the limit).
+fn pod_bytes(scope: &Scope, p: &model::PodInfo) -> usize {
+    if scope.tenant.namespaces.contains(&p.namespace) {
+        p.namespace.len() + p.name.len() + 32 + p.drain_blocker.as_ref().map_or(0, String::len)
+    } else {
+        96
+    }
 }
