@@ -823,18 +823,30 @@ async fn the_node_view_shows_pods_vms_and_pending_pods_within_the_tenant_scope()
     }
     assert!(nodes.contains("vm: Some((\"pool\", \"vm-1\"))"), "{nodes}");
     assert!(
-        nodes.contains("name: Some((\"web\", \"api-"),
+        nodes.contains("name: (\"web\", \"api-"),
         "web's pods are named: {nodes}"
     );
     assert!(!nodes.contains("batch"), "batch's are not: {nodes}");
+    // The filler's 22 placed pods, first fit: 6 beside web's 4 on node-a, 8 on each other.
     assert!(
-        nodes.contains("name: None, priority: -100, expendable: true, cpu_request_millis: 1000"),
+        nodes.contains("others: PodSummary { pods: 6, expendable: 6, refusing_drain: 0, cpu_request_millis: 6000, expendable_cpu_millis: 6000, memory_request_bytes: 1610612736 }"),
+        "other tenants' pods are summed: {nodes}"
+    );
+    assert_eq!(
+        nodes
+            .matches("others: PodSummary { pods: 8, expendable: 8")
+            .count(),
+        2,
         "{nodes}"
+    );
+    assert!(
+        !nodes.contains("priority: -100"),
+        "and not shown one by one: {nodes}"
     );
     assert!(nodes.contains("runs_host: false"), "{nodes}");
     let pending = read("pending");
     assert!(
-        pending.starts_with("Ok([Pod { name: None, priority: -100, expendable: true"),
+        pending.starts_with("Ok(Pending { pods: [], others: PodSummary { pods: 18, expendable: 18, refusing_drain: 0, cpu_request_millis: 18000, expendable_cpu_millis: 18000"),
         "{pending}"
     );
     let pool = read("pool");

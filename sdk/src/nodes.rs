@@ -1,15 +1,15 @@
 //! The cluster's nodes with their pods, the pods waiting for one, and the VMs of the binding's
 //! pools with their power operations: what a node-VM policy decides from. Pods of other
-//! tenants' namespaces are counted, never named.
+//! tenants' namespaces are only summed ([`PodSummary`]).
 
 use crate::wit::nodes as w;
 use crate::{HostError, PowerState, Vm};
 
-/// A pod as the binding may see it.
+/// A pod of a namespace granted to the binding's tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pod {
-    /// `(namespace, name)` when the namespace is granted to the binding's tenant.
-    pub name: Option<(String, String)>,
+    /// `(namespace, name)`.
+    pub name: (String, String),
     /// Its priority.
     pub priority: i32,
     /// Below Cluster Autoscaler's expendable cutoff (-10): needs no capacity, keeps no node on.
@@ -20,6 +20,32 @@ pub struct Pod {
     pub memory_request_bytes: u64,
     /// Why a drain would refuse to evict it.
     pub drain_blocker: Option<String>,
+}
+
+/// Other tenants' pods, summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PodSummary {
+    /// How many.
+    pub pods: u32,
+    /// Of them, expendable (priority below -10).
+    pub expendable: u32,
+    /// Of them, refusing a drain.
+    pub refusing_drain: u32,
+    /// CPU they request, millicores.
+    pub cpu_request_millis: u64,
+    /// Of it, what the expendable ones request.
+    pub expendable_cpu_millis: u64,
+    /// Memory they request, bytes.
+    pub memory_request_bytes: u64,
+}
+
+/// The pods waiting for a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The tenant's own.
+    pub pods: Vec<Pod>,
+    /// Other tenants', summed.
+    pub others: PodSummary,
 }
 
 /// One node of the cluster.
@@ -39,8 +65,10 @@ pub struct Node {
     pub requested_cpu_millis: u64,
     /// Memory its pods request, bytes.
     pub requested_memory_bytes: u64,
-    /// Its non-terminal pods.
+    /// Its non-terminal pods of the tenant's namespaces.
     pub pods: Vec<Pod>,
+    /// Its other tenants' pods, summed.
+    pub others: PodSummary,
     /// `(pool, vm_id)` of the VM it runs on, when that pool is granted to the binding.
     pub vm: Option<(String, String)>,
     /// The scalehost host runs here: never power it off.
@@ -69,9 +97,20 @@ pub struct PoolVm {
     pub operation: Option<PowerOperation>,
 }
 
+fn summary(s: w::PodSummary) -> PodSummary {
+    PodSummary {
+        pods: s.pods,
+        expendable: s.expendable,
+        refusing_drain: s.refusing_drain,
+        cpu_request_millis: s.cpu_request_millis,
+        expendable_cpu_millis: s.expendable_cpu_millis,
+        memory_request_bytes: s.memory_request_bytes,
+    }
+}
+
 fn pod(p: w::Pod) -> Pod {
     Pod {
-        name: p.name.map(|n| (n.namespace, n.name)),
+        name: (p.name.namespace, p.name.name),
         priority: p.priority,
         expendable: p.expendable,
         cpu_request_millis: p.cpu_request_millis,
@@ -93,15 +132,20 @@ pub fn list() -> Result<Vec<Node>, HostError> {
             requested_cpu_millis: n.requested_cpu_millis,
             requested_memory_bytes: n.requested_memory_bytes,
             pods: n.pods.into_iter().map(pod).collect(),
+            others: summary(n.others),
             vm: n.vm.map(|v| (v.pool, v.vm_id)),
             runs_host: n.runs_host,
         })
         .collect())
 }
 
-/// Lists the pods waiting for a node.
-pub fn pending_pods() -> Result<Vec<Pod>, HostError> {
-    Ok(w::pending_pods()?.into_iter().map(pod).collect())
+/// The pods waiting for a node.
+pub fn pending_pods() -> Result<Pending, HostError> {
+    let pending = w::pending_pods()?;
+    Ok(Pending {
+        pods: pending.pods.into_iter().map(pod).collect(),
+        others: summary(pending.others),
+    })
 }
 
 /// Lists the VMs of a pool granted to the binding, with their operations in flight.

@@ -592,6 +592,11 @@ impl TickEngine {
             .unwrap_or_else(|p| p.into_inner())
             .state_epoch;
         let now = self.clock_for(&binding.scope.tenant).now_ms();
+        let previous = binding
+            .last_applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let invocation = self
             .invoke(
                 binding,
@@ -601,6 +606,7 @@ impl TickEngine {
                     limits: binding.spec.limits,
                     scope: &binding.scope,
                     state: namespace(&binding.tenant, &binding.name),
+                    previous: previous.clone(),
                 },
                 now,
             )
@@ -708,6 +714,14 @@ impl TickEngine {
                 if let FallbackAction::Fixed(n) = fallback.action {
                     // An applied tick's own actions stay in the record before the fallback's.
                     let actions = self.apply_fallback(binding, n, now).await;
+                    // The policy's next tick sees what the fallback did.
+                    *binding
+                        .last_applied
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(LastApplied {
+                        at: now,
+                        actions: actions.clone(),
+                    }));
                     record.actions.extend(actions);
                 }
             } else if applied {
@@ -721,7 +735,10 @@ impl TickEngine {
         if let Some(shadow) = &binding.shadow
             && !retired
         {
-            record.shadow = Some(self.tick_shadow(binding, shadow, now, state_epoch).await);
+            record.shadow = Some(
+                self.tick_shadow(binding, shadow, now, state_epoch, previous)
+                    .await,
+            );
         }
         self.audit.append(&mut record);
         record
@@ -735,6 +752,7 @@ impl TickEngine {
         shadow: &Shadow,
         now: TimestampMs,
         state_epoch: u64,
+        previous: Option<Arc<LastApplied>>,
     ) -> ShadowRecord {
         let invocation = self
             .invoke(
@@ -745,6 +763,7 @@ impl TickEngine {
                     limits: shadow.spec.limits,
                     scope: &shadow.scope,
                     state: shadow_namespace(&binding.tenant, &binding.name),
+                    previous,
                 },
                 now,
             )
@@ -783,11 +802,7 @@ impl TickEngine {
             Ok(permits) => permits,
             Err(busy) => return Invocation::refused(busy, staged),
         };
-        let last = binding
-            .last_applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let last = revision.previous;
         let access = Access {
             cluster: self.cluster_for(&revision.scope.tenant),
             scope: revision.scope.clone(),
@@ -1005,6 +1020,9 @@ struct Revision<'a> {
     scope: &'a Arc<Scope>,
     /// The state namespace its writes are staged over.
     state: String,
+    /// What became of the binding's last applied tick, as of this tick's start: the active
+    /// revision and its shadow see the same.
+    previous: Option<Arc<LastApplied>>,
 }
 
 /// Runs a tick's blocking store I/O (a redb commit): on a multi-threaded runtime the worker

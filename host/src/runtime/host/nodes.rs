@@ -1,5 +1,6 @@
 //! Host side of `nodes` (0.2.0): the per-node view, pending pods and pool VMs with their
-//! operations. Pods of namespaces not granted to the tenant are shown without their names.
+//! operations. Pods of namespaces not granted to the tenant are only summed ([`PodSummary`]):
+//! their names, priorities and requests one by one are other tenants' business.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,7 @@ use tracing::instrument;
 use super::super::Sandbox;
 use super::super::bindings::types::HostError;
 use super::super::bindings::v0_2::nodes::{
-    Host, Node, NodeVm, Pod, PodName, PoolVm, PowerOperation,
+    Host, Node, NodeVm, Pending, Pod, PodName, PodSummary, PoolVm, PowerOperation,
 };
 use crate::model;
 use crate::runtime::Access;
@@ -61,10 +62,11 @@ impl Host for Sandbox {
                 .iter()
                 .map(|n| {
                     n.name.len()
-                        + 96
+                        + NODE_BYTES
                         + n.pods
                             .iter()
-                            .map(|p| pod_bytes(&access.scope, p))
+                            .filter(|p| own(&access.scope, p))
+                            .map(pod_bytes)
                             .sum::<usize>()
                 })
                 .sum(),
@@ -75,6 +77,7 @@ impl Host for Sandbox {
             .map(|n| {
                 let requested_cpu_millis = n.pods.iter().map(|p| p.cpu_request_millis).sum();
                 let requested_memory_bytes = n.pods.iter().map(|p| p.memory_request_bytes).sum();
+                let (pods, others) = split(&access.scope, n.pods);
                 Node {
                     runs_host: host_node == Some(n.name.as_str()),
                     vm: vm_of.remove(&n.name),
@@ -85,14 +88,15 @@ impl Host for Sandbox {
                     allocatable_memory_bytes: n.allocatable_memory_bytes,
                     requested_cpu_millis,
                     requested_memory_bytes,
-                    pods: n.pods.into_iter().map(|p| pod(&access.scope, p)).collect(),
+                    pods,
+                    others,
                 }
             })
             .collect()))
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
-    async fn pending_pods(&mut self) -> Answer<Vec<Pod>> {
+    async fn pending_pods(&mut self) -> Answer<Pending> {
         self.charge(0)?;
         let access = match self.node_access() {
             Ok(a) => a,
@@ -100,11 +104,16 @@ impl Host for Sandbox {
         };
         match access.cluster.pending_pods().await {
             Ok(pods) => {
-                self.charge_bytes(pods.iter().map(|p| pod_bytes(&access.scope, p)).sum())?;
-                Ok(Ok(pods
-                    .into_iter()
-                    .map(|p| pod(&access.scope, p))
-                    .collect()))
+                self.charge_bytes(
+                    NODE_BYTES
+                        + pods
+                            .iter()
+                            .filter(|p| own(&access.scope, p))
+                            .map(pod_bytes)
+                            .sum::<usize>(),
+                )?;
+                let (pods, others) = split(&access.scope, pods);
+                Ok(Ok(Pending { pods, others }))
             }
             Err(e) => Ok(Err(e.into())),
         }
@@ -145,34 +154,55 @@ impl Host for Sandbox {
     }
 }
 
-/// A pod as `scope` may see it: named only in a namespace granted to the tenant.
-fn pod(scope: &Scope, p: model::PodInfo) -> Pod {
-    let expendable = p.expendable();
-    let named = scope.tenant.namespaces.contains(&p.namespace);
-    Pod {
-        name: named.then(|| PodName {
-            namespace: p.namespace.clone(),
-            name: p.name.clone(),
-        }),
-        priority: p.priority,
-        expendable,
-        cpu_request_millis: p.cpu_request_millis,
-        memory_request_bytes: p.memory_request_bytes,
-        // Another tenant's reason could name its volumes: only that there is one is shown.
-        drain_blocker: match p.drain_blocker {
-            Some(why) if named => Some(why),
-            Some(_) => Some("another tenant's pod that refuses a drain".into()),
-            None => None,
-        },
-    }
+/// What a node's fixed fields and its summary of other tenants' pods cost the byte limit.
+const NODE_BYTES: usize = 96;
+
+/// Whether `p` is of a namespace granted to the tenant.
+fn own(scope: &Scope, p: &model::PodInfo) -> bool {
+    scope.tenant.namespaces.contains(&p.namespace)
 }
 
-/// Bytes a pod costs the byte limit: what the guest is given, and a fixed size for another
-/// tenant's pod (whose real name lengths must not show through the limit).
-fn pod_bytes(scope: &Scope, p: &model::PodInfo) -> usize {
-    if scope.tenant.namespaces.contains(&p.namespace) {
-        p.namespace.len() + p.name.len() + 32 + p.drain_blocker.as_ref().map_or(0, String::len)
-    } else {
-        96
+/// The tenant's own pods, and the others summed.
+fn split(scope: &Scope, pods: Vec<model::PodInfo>) -> (Vec<Pod>, PodSummary) {
+    let mut others = PodSummary {
+        pods: 0,
+        expendable: 0,
+        refusing_drain: 0,
+        cpu_request_millis: 0,
+        expendable_cpu_millis: 0,
+        memory_request_bytes: 0,
+    };
+    let mut own_pods = Vec::new();
+    for p in pods {
+        if own(scope, &p) {
+            own_pods.push(Pod {
+                expendable: p.expendable(),
+                name: PodName {
+                    namespace: p.namespace,
+                    name: p.name,
+                },
+                priority: p.priority,
+                cpu_request_millis: p.cpu_request_millis,
+                memory_request_bytes: p.memory_request_bytes,
+                drain_blocker: p.drain_blocker,
+            });
+        } else {
+            others.pods += 1;
+            others.cpu_request_millis += p.cpu_request_millis;
+            others.memory_request_bytes += p.memory_request_bytes;
+            if p.expendable() {
+                others.expendable += 1;
+                others.expendable_cpu_millis += p.cpu_request_millis;
+            }
+            if p.drain_blocker.is_some() {
+                others.refusing_drain += 1;
+            }
+        }
     }
+    (own_pods, others)
+}
+
+/// Bytes one of the tenant's pods costs the byte limit.
+fn pod_bytes(p: &model::PodInfo) -> usize {
+    p.namespace.len() + p.name.len() + 32 + p.drain_blocker.as_ref().map_or(0, String::len)
 }
