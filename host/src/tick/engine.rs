@@ -89,8 +89,9 @@ pub struct TickEngine {
     backends: RwLock<BTreeMap<String, (Arc<dyn Cluster>, Arc<dyn Clock>)>>,
     /// The node the host runs on, shown to policies in the node view.
     host_node: Option<Arc<str>>,
-    /// How late the scheduler started ticks.
+    /// How late the scheduler started ticks: all of them, and per tenant.
     lateness: super::lateness::Lateness,
+    tenant_lateness: RwLock<BTreeMap<String, Arc<super::lateness::Lateness>>>,
 }
 
 /// What [`TickEngine::bind_with`] installs beside the spec.
@@ -146,6 +147,7 @@ impl TickEngine {
 
             host_node: ceilings.node_name.as_deref().map(Arc::from),
             lateness: Default::default(),
+            tenant_lateness: RwLock::default(),
             ceilings: ceilings.clone(),
             tenants: RwLock::default(),
             bindings: RwLock::default(),
@@ -167,6 +169,24 @@ impl TickEngine {
     /// How late the scheduler started this engine's ticks (from when each was due).
     pub fn lateness(&self) -> &super::lateness::Lateness {
         &self.lateness
+    }
+
+    /// How late the scheduler started `tenant`'s ticks.
+    pub fn lateness_of(&self, tenant: &str) -> Arc<super::lateness::Lateness> {
+        if let Some(found) = self
+            .tenant_lateness
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+        {
+            return found.clone();
+        }
+        self.tenant_lateness
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// The power operations in flight and their recent outcomes.

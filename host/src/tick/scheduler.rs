@@ -55,6 +55,7 @@ impl Scheduler {
                 return;
             }
             let interval = first.spec.interval;
+            let tenant_lateness = engine.lateness_of(&tenant);
             // Spread bindings over their whole interval so they do not tick in bursts.
             let phase = jitter(&tenant, &name, interval);
             let mut ticker = tokio::time::interval_at(Instant::now() + phase, interval);
@@ -64,9 +65,7 @@ impl Scheduler {
                     due = ticker.tick() => due,
                     _ = shutdown.changed() => break,
                 };
-                engine
-                    .lateness()
-                    .record(Instant::now().saturating_duration_since(due));
+                let late = Instant::now().saturating_duration_since(due);
                 let Some(binding) = engine.binding(&tenant, &name) else {
                     break;
                 };
@@ -83,6 +82,11 @@ impl Scheduler {
                 if binding.is_paused() {
                     continue;
                 }
+                // Counted for the ticks that run: a paused binding's skipped ones are not late.
+                // A binding whose last tick overran its interval starts this one late: that
+                // is counted too (its own, in its tenant's histogram).
+                engine.lateness().record(late);
+                tenant_lateness.record(late);
                 engine.tick(&binding).await;
             }
         });
