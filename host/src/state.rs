@@ -43,6 +43,9 @@ pub enum StateError {
     /// The committer is gone (the store is shutting down).
     #[error("state store is closed")]
     Closed,
+    /// Too much state waits to be committed.
+    #[error("state store busy: {0} MiB of state waits to be committed; try at a later tick")]
+    Busy(usize),
 }
 
 /// The state namespace of a tenant's binding.
@@ -87,10 +90,14 @@ struct Batch {
     clear: bool,
     writes: Writes,
     reply: Reply,
+    /// Its share of [`MAX_QUEUED_KIB`], given back once it is committed (dropped with the batch).
+    _queued: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The committer thread and its queue; dropping it ends the thread once the queue is empty.
 struct Committer {
+    /// KiB of async batches queued and not yet committed, at most [`MAX_QUEUED_KIB`].
+    queued: Arc<tokio::sync::Semaphore>,
     queue: Option<mpsc::Sender<Batch>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -101,6 +108,10 @@ const CACHE_BYTES: usize = 256 << 20;
 /// How long a busy committer gathers batches after the first: at most this much is added to
 /// a tick's commit under load, and there are then at most 1 / window commits a second.
 const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// At most this much of ticks' state (KiB) waits for the committer; a tick whose batch would
+/// pass it fails with `state store busy` rather than grow the host's memory.
+const MAX_QUEUED_KIB: usize = 256 << 10;
 
 /// At most this many batches go into one transaction.
 const MAX_GROUP: usize = 4096;
@@ -135,17 +146,18 @@ impl Committer {
                         }
                     }
                     busy = group.len() > 1;
-                    let result = commit_group(&db, &group).map_err(|e| e.to_string());
-                    for batch in group {
+                    let results = commit_or_split(&db, &group);
+                    for (batch, result) in group.into_iter().zip(results) {
                         match batch.reply {
-                            Reply::Blocking(tx) => drop(tx.send(result.clone())),
-                            Reply::Async(tx) => drop(tx.send(result.clone())),
+                            Reply::Blocking(tx) => drop(tx.send(result)),
+                            Reply::Async(tx) => drop(tx.send(result)),
                         }
                     }
                 }
             })
             .expect("the state committer thread starts");
         Committer {
+            queued: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_KIB)),
             queue: Some(queue),
             thread: Some(thread),
         }
@@ -166,6 +178,35 @@ impl Drop for Committer {
         drop(self.queue.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Commits `group` in one transaction; if that fails, each batch alone, so that one batch the
+/// store refuses fails only its own caller. A panic in redb is caught and answered as an error
+/// (the committer thread lives on). Returns one result per batch.
+fn commit_or_split(db: &Database, group: &[Batch]) -> Vec<Result<(), String>> {
+    let attempt = |batches: &[Batch]| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_group(db, batches)))
+            .unwrap_or_else(|_| Err(redb::Error::Corrupted("the commit panicked".into())))
+            .map_err(|e| e.to_string())
+    };
+    match attempt(group) {
+        Ok(()) => vec![Ok(()); group.len()],
+        Err(error) if group.len() == 1 => {
+            tracing::error!(%error, "state commit failed");
+            vec![Err(error)]
+        }
+        Err(error) => {
+            tracing::warn!(%error, batches = group.len(), "state group commit failed; committing its batches one by one");
+            group
+                .iter()
+                .map(|batch| {
+                    attempt(std::slice::from_ref(batch)).inspect_err(|error| {
+                        tracing::error!(namespace = %batch.namespace, %error, "state commit failed");
+                    })
+                })
+                .collect()
         }
     }
 }
@@ -300,6 +341,7 @@ impl StateStore {
             clear: false,
             writes,
             reply: Reply::Blocking(tx),
+            _queued: None,
         })?;
         rx.recv()
             .map_err(|_| StateError::Closed)?
@@ -315,15 +357,31 @@ impl StateStore {
     ) -> impl std::future::Future<Output = Result<(), StateError>> + Send + use<> {
         let queued = match &self.backend {
             Backend::Redb { committer, .. } => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                committer
-                    .send(Batch {
-                        namespace: namespace.to_owned(),
-                        clear: false,
-                        writes,
-                        reply: Reply::Async(tx),
-                    })
-                    .map(|()| Some(rx))
+                let kib = writes
+                    .iter()
+                    .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 32)
+                    .sum::<usize>()
+                    .div_ceil(1024)
+                    .clamp(1, MAX_QUEUED_KIB);
+                match committer
+                    .queued
+                    .clone()
+                    .try_acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX))
+                {
+                    Err(_) => Err(StateError::Busy(MAX_QUEUED_KIB / 1024)),
+                    Ok(permit) => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        committer
+                            .send(Batch {
+                                namespace: namespace.to_owned(),
+                                clear: false,
+                                writes,
+                                reply: Reply::Async(tx),
+                                _queued: Some(permit),
+                            })
+                            .map(|()| Some(rx))
+                    }
+                }
             }
             Backend::Memory(map) => {
                 apply_to_map(map, namespace, writes);
@@ -358,6 +416,7 @@ impl StateStore {
             clear: true,
             writes: Writes::new(),
             reply: Reply::Blocking(tx),
+            _queued: None,
         })?;
         rx.recv()
             .map_err(|_| StateError::Closed)?

@@ -3,7 +3,6 @@
 //! [`TickEngine::lateness`]. A tick is a task on the runtime, not a thread: it is bounded by its
 //! deadline, and its guest yields to the runtime every epoch.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +55,7 @@ impl Scheduler {
             }
             let interval = first.spec.interval;
             let tenant_lateness = engine.lateness_of(&tenant);
-            // Spread bindings over their whole interval so they do not tick in bursts.
+            // Spread bindings over their interval (up to a minute) so they do not tick in bursts.
             let phase = jitter(&tenant, &name, interval);
             let mut ticker = tokio::time::interval_at(Instant::now() + phase, interval);
             ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -116,14 +115,21 @@ impl Scheduler {
     }
 }
 
-/// A phase in `[0, interval)`, different per binding and per process: many bindings of one
-/// interval start evenly over it, not in a burst.
+/// The most a binding's first tick waits for its phase: long intervals are spread over this
+/// much, so that a new binding of a daily policy still ticks within a minute.
+const MAX_PHASE: Duration = Duration::from_secs(60);
+
+/// A phase in `[0, min(interval, MAX_PHASE))`, different per binding and the same in every
+/// process (FNV-1a of tenant and name): many bindings of one interval start evenly over it,
+/// not in a burst, and a restart keeps each binding's rhythm.
 fn jitter(tenant: &str, name: &str, interval: Duration) -> Duration {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write(tenant.as_bytes());
-    hasher.write(name.as_bytes());
-    let span = u64::try_from(interval.as_micros())
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in tenant.bytes().chain([0]).chain(name.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let span = u64::try_from(interval.min(MAX_PHASE).as_micros())
         .unwrap_or(u64::MAX)
         .max(1);
-    Duration::from_micros(hasher.finish() % span)
+    Duration::from_micros(hash % span)
 }
