@@ -85,11 +85,8 @@ fn main() {
     let args = args();
     let n = args.bindings;
     let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // The host's own runtime: one worker per core.
+    let runtime = scalehost::runtime().expect("runtime");
     let _guard = runtime.enter();
 
     // 640 pods of 100m fit a 64-core node; room for 4 replicas a workload (the most the

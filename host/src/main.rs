@@ -8,8 +8,17 @@ use scalehost::cli::{Cli, Command};
 use scalehost::runtime::{EngineConfig, PolicyEngine};
 use scalehost::{Host, demo, validate};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    match scalehost::runtime() {
+        Ok(runtime) => runtime.block_on(async_main()),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn async_main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = if matches!(cli.command, Command::Serve(_)) {
         "info"
