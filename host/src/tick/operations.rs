@@ -137,6 +137,9 @@ struct Running {
     abort: AbortHandle,
     /// Cancelled; the backend is settling what it left.
     cancelling: bool,
+    /// Its ending is being recorded: it leaves the running set once recorded (so that
+    /// [`Operations::idle`] and a new intent for the VM see it until then).
+    ending: bool,
 }
 
 /// The power operations in flight, one per VM.
@@ -264,25 +267,29 @@ impl Operations {
                 cluster,
                 abort,
                 cancelling: false,
+                ending: false,
             },
         );
     }
 
-    /// Removes `operation` from the running set if it is there (and, unless `cancelled`, not
-    /// being cancelled); true if it was.
+    /// Claims the ending of `operation` if it is running (and, unless `cancelled`, not being
+    /// cancelled) and no one claimed it yet; true if this caller did. [`end`](Self::end) then
+    /// records it and takes it out of the running set.
     fn take(&self, operation: &Operation, cancelled: bool) -> bool {
         let mut running = self.running();
-        let key = operation.key();
-        let ours = running
-            .get(&key)
-            .is_some_and(|r| r.operation.id == operation.id && (cancelled || !r.cancelling));
-        if ours {
-            running.remove(&key);
+        match running.get_mut(&operation.key()) {
+            Some(r)
+                if r.operation.id == operation.id && !r.ending && (cancelled || !r.cancelling) =>
+            {
+                r.ending = true;
+                true
+            }
+            _ => false,
         }
-        ours
     }
 
-    /// Records the end of an operation already taken out of the running set.
+    /// Records the end of an operation (claimed with [`take`](Self::take), or a record never
+    /// resumed), then takes it out of the running set.
     fn end(&self, operation: &Operation, outcome: &'static str, error: Option<String>) {
         if let Err(store) = self
             .state
@@ -305,6 +312,15 @@ impl Operations {
             finished.pop_front();
         }
         drop(finished);
+        {
+            let mut running = self.running();
+            if running
+                .get(&operation.key())
+                .is_some_and(|r| r.operation.id == operation.id)
+            {
+                running.remove(&operation.key());
+            }
+        }
         let mut endings = self.endings.lock().unwrap_or_else(|p| p.into_inner());
         endings.insert(operation.id, (outcome, error_copy));
         while endings.len() > MAX_ENDINGS {
@@ -476,7 +492,7 @@ impl Operations {
     fn cancel_where(self: &Arc<Self>, pick: impl Fn(&Operation) -> bool) -> usize {
         let mut cancelled = Vec::new();
         for entry in self.running().values_mut() {
-            if entry.cancelling || !pick(&entry.operation) {
+            if entry.cancelling || entry.ending || !pick(&entry.operation) {
                 continue;
             }
             entry.cancelling = true;
@@ -492,7 +508,9 @@ impl Operations {
                 if let Err(error) = &settled {
                     tracing::error!(id = operation.id, %pool, vm = %vm_id, %error, "cannot settle a cancelled power operation");
                 }
-                operations.take(&operation, true);
+                if !operations.take(&operation, true) {
+                    return;
+                }
                 super::engine::blocking_io(|| {
                     operations.end(
                         &operation,
