@@ -132,15 +132,6 @@ impl StagedState {
         self.writes.insert(key, None);
     }
 
-    /// Writes the staged changes in one transaction.
-    pub fn commit(self) -> Result<usize, crate::state::StateError> {
-        let count = self.writes.len();
-        if count > 0 {
-            self.store.apply(&self.namespace, self.writes)?;
-        }
-        Ok(count)
-    }
-
     /// Queues the staged changes for the store's next group commit now, in call order; the
     /// future resolves with their count once they are durable.
     pub fn commit_async(
