@@ -1288,3 +1288,90 @@ async fn nodes_list_their_pods_and_pending_pods_are_the_unscheduled_ones() {
         ("batch", "job-0", 500)
     );
 }
+
+/// The same backend against a real kube-apiserver (`common::control_plane`): reads a
+/// Deployment through its scale subresource, scales it, and gets `forbidden` for an identity
+/// that RBAC grants nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_api_server_scales_a_deployment_and_refuses_a_user_without_rights() {
+    let plane = common::control_plane::ControlPlane::shared();
+    plane.kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: real-web}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: real-web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+      - name: api
+        image: example.invalid/api:1
+        resources: {requests: {cpu: 250m}}
+"#,
+        ),
+    );
+    let connect_as = |token: &std::path::Path| KubernetesConfig {
+        in_cluster: false,
+        kubeconfig: None,
+        context: None,
+        url: Some(plane.url.clone()),
+        token_file: Some(token.to_owned()),
+        ca_file: Some(plane.ca.clone()),
+        timeout: Duration::from_secs(5),
+        drain_timeout: Duration::from_secs(5),
+    };
+    let admin = Kubernetes::connect(&connect_as(&plane.admin_token_file))
+        .await
+        .expect("connects");
+    let api = WorkloadRef::deployment("real-web", "api");
+
+    let status = admin.workload(&api).await.expect("reads the deployment");
+    assert_eq!(status.replicas, 2);
+    assert_eq!(status.ready, 0, "no kubelet: nothing is ready");
+    assert_eq!(status.cpu_request_millis, 250);
+
+    assert_eq!(
+        admin.scale(&api, 5).await.expect("scales"),
+        2,
+        "answers the count it replaced"
+    );
+    let replicas = plane.kubectl(
+        &[
+            "-n",
+            "real-web",
+            "get",
+            "deployment",
+            "api",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+        None,
+    );
+    assert_eq!(replicas, "5");
+
+    let tester = Kubernetes::connect(&connect_as(&plane.user_token_file))
+        .await
+        .expect("connects");
+    let refused = tester
+        .scale(&api, 1)
+        .await
+        .expect_err("RBAC grants nothing");
+    assert!(
+        matches!(refused, BackendError::Forbidden(_)),
+        "a 403 is forbidden, got {refused:?}"
+    );
+    let missing = admin
+        .workload(&WorkloadRef::deployment("real-web", "nope"))
+        .await
+        .expect_err("no such deployment");
+    assert!(matches!(missing, BackendError::NotFound(_)), "{missing:?}");
+}

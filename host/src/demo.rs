@@ -22,8 +22,7 @@ use crate::tick::{Action, AuditRecord, Outcome, TickEngine};
 pub const DEMO_CONFIG: &str = include_str!("demo.toml");
 
 /// Where the NASA trace is, seen from the repository root.
-pub const DEFAULT_TRACE: &str =
-    "../shared/data/traces/nasa_http_1995/nasa_http_1995_per_minute.csv";
+pub const DEFAULT_TRACE: &str = "data/traces/nasa_http_1995/nasa_http_1995_per_minute.csv";
 
 const MINUTE_MS: u64 = 60_000;
 const DAY_MS: u64 = 86_400_000;
@@ -54,7 +53,7 @@ pub struct DemoOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// The trace is not where it was looked for.
-    #[error("trace {0} not found: pass --trace (the NASA trace is in ../shared/data/traces/)")]
+    #[error("trace {0} not found: pass --trace (the NASA trace is in data/traces/)")]
     TraceMissing(PathBuf),
     /// A plugin has not been built.
     #[error("plugin {0} not found: run `cargo xtask plugins` first")]

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod apiserver;
+pub mod control_plane;
 pub mod tls;
 pub mod vcenter;
 

@@ -104,7 +104,7 @@ pub const HPA_TOLERANCE: f64 = 0.1;
 /// `pkg/apis/autoscaling/v2/defaults.go` and kube-controller-manager's flags):
 ///
 /// - target CPU utilization 70 % of the pods' request ([`HPA_TARGET_UTILIZATION_PCT`]; HPA has
-///   no default target, 70 % is the project's choice in DESIGN.md and the plugin's default);
+///   no default target, 70 % is the project's choice and the plugin's default);
 /// - tolerance 0.1 ([`HPA_TOLERANCE`], `--horizontal-pod-autoscaler-tolerance`): no change while
 ///   `|utilization / target - 1| <= 0.1`, else `ceil(utilization / target × ready)`;
 ///   utilization is `usage × 100 / (ready × request)` truncated to an integer percent, as in

@@ -1,6 +1,6 @@
 //! Backtest model v1: one workload, demand from a trace, replicas Ready after a startup delay.
 //!
-//! The model (DESIGN.md "Backtest model v1"), exactly:
+//! The model (`docs/backtests.md`, "Backtest model v1"), exactly:
 //! - demand in replica units `d(t) = requests(minute of t) / capacity_per_replica`, holding for
 //!   the whole minute;
 //! - a replica added at `t` is Ready at `t + startup_delay`; removing replicas removes
