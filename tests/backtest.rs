@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::compiled;
-use scalehost::sim::backtest::{Backtest, BacktestSpec};
-use scalehost::sim::baselines::{self, BaselineBounds};
-use scalehost::sim::simulate::default_config;
-use scalehost::trace::Trace;
+use scalehost::backtest::baselines::{self, BaselineBounds};
+use scalehost::backtest::run::{Backtest, BacktestSpec};
+use scalehost::cmd::simulate::default_config;
+use scalehost::domain::trace::Trace;
 use scalehost_test_artifacts as artifacts;
 
 fn nasa() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
-        .join(scalehost::demo::DEFAULT_TRACE)
+        .join(scalehost::cmd::demo::DEFAULT_TRACE)
 }
 
 fn scalehost(args: &[&str]) -> Output {

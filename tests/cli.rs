@@ -89,7 +89,7 @@ fn validate_rejects_each_bad_input_with_a_one_line_reason() {
 #[test]
 fn the_demo_runs_to_the_end_with_decisions_from_every_seed_policy() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let trace = root.join(scalehost::demo::DEFAULT_TRACE);
+    let trace = root.join(scalehost::cmd::demo::DEFAULT_TRACE);
     if !trace.is_file() {
         panic!("the NASA trace is missing at {}", trace.display());
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::apiserver::{self, FakeCustomMetric, FakeState};
 use scalehost::backends::kubernetes::{Kubernetes, KubernetesConfig};
-use scalehost::model::{BackendError, WorkloadKind, WorkloadRef};
+use scalehost::domain::cluster::{BackendError, WorkloadKind, WorkloadRef};
 
 async fn connect(url: &str, drain_timeout: Duration) -> Kubernetes {
     Kubernetes::connect(&KubernetesConfig {
@@ -360,7 +360,7 @@ async fn kubernetes_backend(
     let backend = RealCluster::connect(&config)
         .await
         .map(Arc::new)
-        .map_err(|e| scalehost::display_chain(&e));
+        .map_err(|e| scalehost::domain::display_chain(&e));
     (shared, backend)
 }
 
@@ -504,8 +504,8 @@ async fn custom_metrics_reach_policies_through_metrics_query() {
     );
 
     // Another tenant's namespace is refused before the API server is asked.
-    let scope = scalehost::tick::Scope {
-        tenant: scalehost::tick::TenantSpec {
+    let scope = scalehost::domain::scope::Scope {
+        tenant: scalehost::domain::scope::TenantSpec {
             name: "shop".into(),
             namespaces: vec!["shop".into()],
             workloads: vec![],
@@ -576,7 +576,7 @@ use scalehost::backends::vsphere::VSphereConfig;
 use scalehost::backends::{
     Actuator as _, MetricSource as _, VmInventory as _, WorkloadReader as _,
 };
-use scalehost::model::PowerState;
+use scalehost::domain::cluster::PowerState;
 
 async fn pool_backend(
     password: &str,
@@ -597,6 +597,7 @@ async fn pool_backend(
                     name: "worker-a-vm".into(),
                     on: true,
                     tools: true,
+                    refuse_power: false,
                 },
             ),
             (
@@ -605,6 +606,7 @@ async fn pool_backend(
                     name: "worker-b-vm".into(),
                     on: true,
                     tools: false,
+                    refuse_power: false,
                 },
             ),
             (
@@ -613,6 +615,7 @@ async fn pool_backend(
                     name: "not-in-pool".into(),
                     on: true,
                     tools: true,
+                    refuse_power: false,
                 },
             ),
         ]
@@ -805,6 +808,7 @@ async fn doctor_prints_one_line_per_check_and_fails_when_one_fails() {
                 name: "w1".into(),
                 on: true,
                 tools: true,
+                refuse_power: false,
             },
         )]
         .into(),
@@ -913,7 +917,7 @@ async fn kubernetes_and_vcenter_over_tls_trust_the_configured_ca_only() {
     assert!(
         matches!(
             kubernetes(Some("/nonexistent/ca.pem".into())).await,
-            Err(e) if scalehost::display_chain(&e).contains("/nonexistent/ca.pem")
+            Err(e) if scalehost::domain::display_chain(&e).contains("/nonexistent/ca.pem")
         ),
         "a missing CA file is named"
     );
@@ -927,6 +931,7 @@ async fn kubernetes_and_vcenter_over_tls_trust_the_configured_ca_only() {
                 name: "worker-a-vm".into(),
                 on: true,
                 tools: true,
+                refuse_power: false,
             },
         )]
         .into(),
@@ -981,7 +986,7 @@ async fn actuation_retries_an_unavailable_api_server_and_the_audit_carries_its_e
 
     let (state, backend) = kubernetes_backend(apiserver::sample(), None).await;
     let backend = backend.expect("connects");
-    let store = Arc::new(scalehost::state::StateStore::in_memory().expect("state"));
+    let store = Arc::new(scalehost::store::StateStore::in_memory().expect("state"));
     let engine = Arc::new(TickEngine::new(
         backend,
         Arc::new(scalehost::backends::SystemClock),
@@ -1085,7 +1090,7 @@ async fn in_cluster_config_outside_a_cluster_is_a_clear_error() {
     .await
     .map(|_| ())
     .expect_err("not in a cluster");
-    let message = scalehost::display_chain(&error);
+    let message = scalehost::domain::display_chain(&error);
     assert!(message.starts_with("kubernetes: "), "{message}");
     assert!(
         message.contains("KUBERNETES_SERVICE_HOST") || message.to_lowercase().contains("cluster"),
@@ -1113,11 +1118,11 @@ async fn a_drain_blocked_by_a_budget_does_not_delay_the_next_tick() {
     let engine = Arc::new(TickEngine::new(
         backend,
         Arc::new(scalehost::backends::SystemClock),
-        Arc::new(scalehost::state::StateStore::in_memory().expect("state")),
+        Arc::new(scalehost::store::StateStore::in_memory().expect("state")),
         Arc::new(AuditLog::in_memory(100)),
         &scalehost::runtime::EngineConfig::default(),
     ));
-    engine.add_tenant(scalehost::tick::TenantSpec {
+    engine.add_tenant(scalehost::domain::scope::TenantSpec {
         vm_pools: vec!["workers".into()],
         ..common::tenant()
     });
@@ -1374,4 +1379,42 @@ spec:
         .await
         .expect_err("no such deployment");
     assert!(matches!(missing, BackendError::NotFound(_)), "{missing:?}");
+}
+
+/// A power-off whose vSphere step fails after the drain (no VMware Tools, and the hard stop
+/// refused) leaves the VM on: its node is given back to the scheduler, not left cordoned.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_power_off_that_fails_after_the_drain_uncordons_the_node() {
+    let (k8s, vc, backend) = pool_backend("right").await;
+    vc.lock()
+        .expect("state")
+        .vms
+        .get_mut("vm-102")
+        .expect("vm-102")
+        .refuse_power = true;
+    let b = backend.clone();
+    let refused =
+        blocking(move || async move { b.set_power("workers", "vm-102", PowerState::Off).await })
+            .await
+            .expect_err("vCenter refuses the stop");
+    assert!(
+        matches!(refused, BackendError::Unavailable(_)),
+        "{refused:?}"
+    );
+    let log = k8s.lock().expect("state").log.clone();
+    let cordon = log
+        .iter()
+        .position(|l| l == "PATCH node/node-b unschedulable=true")
+        .expect("cordoned");
+    let stop = log
+        .iter()
+        .position(|l| l == "vcenter POST power stop vm-102")
+        .expect("the hard stop was tried");
+    let uncordon = log
+        .iter()
+        .rposition(|l| l == "PATCH node/node-b unschedulable=false")
+        .unwrap_or_else(|| panic!("uncordoned after the failed stop: {log:?}"));
+    assert!(cordon < stop && stop < uncordon, "{log:?}");
+    assert!(vc.lock().expect("state").vms["vm-102"].on);
+    assert!(!k8s.lock().expect("state").nodes["node-b"].unschedulable);
 }

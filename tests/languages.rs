@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
+use scalehost::backtest::run::{Backtest, BacktestSpec};
+use scalehost::cmd::simulate::default_config;
+use scalehost::domain::trace::Trace;
 use scalehost::runtime::{CompiledPolicy, GuestStream, Limits, StagedState, ValidateError};
-use scalehost::sim::backtest::{Backtest, BacktestSpec};
-use scalehost::sim::simulate::default_config;
-use scalehost::state::StateStore;
+use scalehost::store::StateStore;
 use scalehost::tick::{AuditRecord, Outcome};
-use scalehost::trace::Trace;
 use serde_json::{Value, json};
 
 const LANGUAGES: [&str; 3] = ["python", "js", "c"];
@@ -50,7 +50,7 @@ fn nasa(from: usize, minutes: usize) -> Backtest {
     let trace = Trace::from_csv_path(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
-            .join(scalehost::demo::DEFAULT_TRACE),
+            .join(scalehost::cmd::demo::DEFAULT_TRACE),
     )
     .expect("the NASA trace");
     let spec = BacktestSpec {

@@ -17,10 +17,10 @@ use scalehost::backends::simulated::{SimSpec, SimulatedCluster};
 use scalehost::backends::{
     Actuator, Clock, MetricSource, SystemClock, VmInventory, WorkloadReader,
 };
-use scalehost::model::{
+use scalehost::domain::cluster::{
     BackendError, Capacity, PowerState, Series, TimestampMs, Vm, WorkloadRef, WorkloadStatus,
 };
-use scalehost::state::StateStore;
+use scalehost::store::StateStore;
 use scalehost::tick::{Action, AuditLog, BindingSpec, Outcome, TargetSpec, TickEngine};
 use serde_json::json;
 
@@ -454,7 +454,7 @@ targets = [{{ namespace = "web", name = "api", min_replicas = 1, max_replicas = 
         .map(|_| ())
         .expect_err("a missing CA file");
     assert!(
-        scalehost::display_chain(&missing).contains("/nonexistent/prom-ca.pem"),
+        scalehost::domain::display_chain(&missing).contains("/nonexistent/prom-ca.pem"),
         "{missing}"
     );
     drop(server);

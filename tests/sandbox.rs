@@ -169,10 +169,10 @@ async fn wasi_is_linked_empty_and_output_lands_in_the_host_log() {
     );
 
     let runtime_policy = fixture();
-    let state = std::sync::Arc::new(scalehost::state::StateStore::in_memory().expect("state"));
+    let state = std::sync::Arc::new(scalehost::store::StateStore::in_memory().expect("state"));
     let access = scalehost::runtime::Access::new(
         sim.clone(),
-        std::sync::Arc::new(scalehost::tick::Scope {
+        std::sync::Arc::new(scalehost::domain::scope::Scope {
             tenant: tenant(),
             targets: vec![],
             pools: vec![],
@@ -269,9 +269,9 @@ async fn a_config_check_that_sleeps_fails_at_its_deadline() {
     let took = started.elapsed();
     let message = refused.expect_err("a config check past its deadline refuses the binding");
     assert!(
-        scalehost::display_chain(&message).contains("deadline of 300ms exceeded"),
+        scalehost::domain::display_chain(&message).contains("deadline of 300ms exceeded"),
         "{}",
-        scalehost::display_chain(&message)
+        scalehost::domain::display_chain(&message)
     );
     assert!(took < Duration::from_secs(2), "the check took {took:?}");
 }
@@ -303,7 +303,7 @@ async fn limits_above_the_operators_ceilings_are_refused() {
 async fn a_tenant_that_floods_the_pool_fails_only_its_own_ticks() {
     let sim = sim();
     let engine = tick_engine(&sim);
-    engine.add_tenant(scalehost::tick::TenantSpec {
+    engine.add_tenant(scalehost::domain::scope::TenantSpec {
         name: "hog".into(),
         ..tenant()
     });
@@ -367,7 +367,7 @@ fn another_tenants_endless_bindings_do_not_make_ticks_fail_or_start_late() {
     runtime.block_on(async {
         let sim = sim();
         let engine = tick_engine(&sim);
-        engine.add_tenant(scalehost::tick::TenantSpec {
+        engine.add_tenant(scalehost::domain::scope::TenantSpec {
             name: "hog".into(),
             ..tenant()
         });
@@ -407,4 +407,167 @@ fn another_tenants_endless_bindings_do_not_make_ticks_fail_or_start_late() {
             engine.lateness_of("hog").summary()
         );
     });
+}
+
+/// A small pool: 4 instances (so config checks may hold 1 of them), 4 per tenant.
+fn small_pool() -> scalehost::runtime::EngineConfig {
+    scalehost::runtime::EngineConfig {
+        max_concurrent_instances: 4,
+        max_instances_per_tenant: 4,
+        ..Default::default()
+    }
+}
+
+fn other_tenant(name: &str) -> scalehost::domain::scope::TenantSpec {
+    scalehost::domain::scope::TenantSpec {
+        name: name.into(),
+        ..tenant()
+    }
+}
+
+/// A tenant that floods PUTs of a policy whose `validate-config` sleeps holds its own check
+/// allowance and the host's (a quarter of the pool), never the pool: another tenant's ticks
+/// meanwhile all run. Without the allowance the six checks would take all four instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_checks_that_sleep_cannot_take_the_pool_from_other_tenants_ticks() {
+    let sim = sim();
+    let state = std::sync::Arc::new(scalehost::store::StateStore::in_memory().expect("state"));
+    let engine = tick_engine_with(&sim, state, &small_pool());
+    engine.add_tenant(other_tenant("flooder"));
+    let healthy = healthy_counter(&engine).await;
+    let policy = fixture();
+    // The first check holds its permits for 3 s; the five after it give up after 1 s, while it
+    // still holds them.
+    let check = |i: usize, deadline: Duration| {
+        let engine = engine.clone();
+        let policy = policy.clone();
+        let mut spec =
+            fixture_binding(&format!("slow-{i}"), "sleep-in-validate", json!({}), vec![]);
+        spec.tenant = "flooder".into();
+        spec.limits.deadline = deadline;
+        tokio::spawn(async move { engine.check_binding(&spec, &policy).await })
+    };
+    let mut checks = vec![check(0, Duration::from_secs(3))];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    checks.extend((1..6).map(|i| check(i, Duration::from_secs(1))));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..10 {
+        let record = engine.tick(&healthy).await;
+        assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+    }
+    let mut allowance_refusals = 0;
+    for check in checks {
+        let refused = check
+            .await
+            .expect("no panic")
+            .expect_err("every check fails");
+        let message = refused.to_string();
+        if message.contains("config checks are in use") {
+            allowance_refusals += 1;
+        } else {
+            assert!(message.contains("deadline"), "{message}");
+        }
+    }
+    // The first check held the host's allowance until its deadline; the other five waited and
+    // were refused (one by the host's allowance of 1, four by the tenant's own of 2).
+    assert_eq!(allowance_refusals, 5);
+}
+
+/// When the host's pool is full with another tenant's work, a tick fails as "host
+/// overloaded": recorded, but no failure of the binding's, so its fallback does not fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_host_fails_a_tick_without_counting_it_toward_the_fallback() {
+    let sim = sim();
+    let state = std::sync::Arc::new(scalehost::store::StateStore::in_memory().expect("state"));
+    let ceilings = scalehost::runtime::EngineConfig {
+        max_concurrent_instances: 2,
+        max_instances_per_tenant: 2,
+        ..Default::default()
+    };
+    let engine = tick_engine_with(&sim, state, &ceilings);
+    engine.add_tenant(other_tenant("hog"));
+    let mut spins = Vec::new();
+    for i in 0..2 {
+        let mut spec = fixture_binding(&format!("spin-{i}"), "endless-loop", json!({}), vec![]);
+        spec.tenant = "hog".into();
+        spec.limits.deadline = Duration::from_secs(2);
+        let binding = engine.bind(spec, fixture()).await.expect("binds");
+        let engine = engine.clone();
+        spins.push(tokio::spawn(async move { engine.tick(&binding).await }));
+    }
+    let mut spec = fixture_binding("victim", "counter", json!({}), vec![target(&api(), 1, 20)]);
+    spec.fallback.after_failures = 1;
+    spec.fallback.action = scalehost::tick::FallbackAction::Fixed(7);
+    let victim = engine.bind(spec, fixture()).await.expect("binds");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let record = engine.tick(&victim).await;
+    let error = failure(&record.outcome);
+    assert!(error.is_host_overload(), "{error}");
+    assert!(error.to_string().contains("host overloaded"), "{error}");
+    assert_eq!(record.consecutive_failures, 0);
+    assert_eq!(record.fallback, None, "no fallback for the host's overload");
+    assert_eq!(victim.health().consecutive_failures, 0);
+    assert_eq!(sim.workload(&api()).await.expect("status").replicas, 4);
+    for spin in spins {
+        spin.await.expect("ticks");
+    }
+    // Once the pool is free again the victim ticks.
+    assert_eq!(engine.tick(&victim).await.outcome, Outcome::Ok);
+}
+
+/// However often a tick calls `scale` for one target, it holds one intent (the last), and so
+/// does its audit record.
+#[tokio::test]
+async fn a_flood_of_scale_calls_for_one_target_is_one_intent() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let spec = fixture_binding(
+        "flood",
+        "scale-flood",
+        json!({ "target": workload_json(&api()), "bytes": 5000 }),
+        vec![target(&api(), 1, 20)],
+    );
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    let record = engine.tick(&binding).await;
+    assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+    assert_eq!(record.intents.len(), 1, "{} intents", record.intents.len());
+    match &record.intents[0] {
+        scalehost::runtime::Intent::Scale { requested, .. } => {
+            assert_eq!(*requested, 1 + (4999 % 7), "the last call wins")
+        }
+        other => panic!("{other:?}"),
+    }
+    let size = serde_json::to_vec(&record).expect("serializes").len();
+    assert!(size < 4096, "the record is {size} bytes");
+}
+
+/// A binding may list at most `max_targets_per_binding` targets and pools, each once.
+#[tokio::test]
+async fn a_binding_with_too_many_targets_or_a_pool_twice_is_refused() {
+    let sim = sim();
+    let ceilings = scalehost::runtime::EngineConfig {
+        max_targets_per_binding: 3,
+        ..Default::default()
+    };
+    let state = std::sync::Arc::new(scalehost::store::StateStore::in_memory().expect("state"));
+    let engine = tick_engine_with(&sim, state, &ceilings);
+    let targets: Vec<_> = (0..4)
+        .map(|i| {
+            target(
+                &scalehost::domain::cluster::WorkloadRef::deployment("web", &format!("w{i}")),
+                1,
+                5,
+            )
+        })
+        .collect();
+    let spec = fixture_binding("many", "ok", json!({}), targets);
+    let refused = engine.bind(spec, fixture()).await.expect_err("refused");
+    assert!(
+        refused.to_string().contains("at most 3 targets"),
+        "{refused}"
+    );
+    let mut spec = fixture_binding("pools", "ok", json!({}), vec![]);
+    spec.vm_pools = vec!["pool".into(), "pool".into()];
+    let refused = engine.bind(spec, fixture()).await.expect_err("refused");
+    assert!(refused.to_string().contains("listed twice"), "{refused}");
 }

@@ -8,9 +8,9 @@ use common::*;
 use scalehost::Host;
 use scalehost::backends::{VmInventory as _, WorkloadReader as _};
 use scalehost::config::HostConfig;
-use scalehost::model::PowerState;
+use scalehost::domain::cluster::PowerState;
 use scalehost::runtime::{GuestStream, InvocationError};
-use scalehost::state::StateStore;
+use scalehost::store::StateStore;
 use scalehost::tick::{Action, BindError, FallbackAction, FallbackSpec, Outcome};
 use serde_json::json;
 
@@ -155,7 +155,7 @@ async fn bindings_are_checked_when_bound() {
         "one writer per target: {err}"
     );
 
-    let foreign = scalehost::model::WorkloadRef::deployment("kube-system", "coredns");
+    let foreign = scalehost::domain::cluster::WorkloadRef::deployment("kube-system", "coredns");
     let err = engine
         .bind(
             fixture_binding("x", "ok", json!({}), vec![target(&foreign, 1, 2)]),
@@ -471,7 +471,8 @@ impl scalehost::backends::MetricSource for SlowPower {
         &self,
         promql: &str,
         at: u64,
-    ) -> Result<Vec<scalehost::model::Series>, scalehost::model::BackendError> {
+    ) -> Result<Vec<scalehost::domain::cluster::Series>, scalehost::domain::cluster::BackendError>
+    {
         scalehost::backends::MetricSource::query(&*self.sim, promql, at).await
     }
     async fn query_range(
@@ -480,7 +481,8 @@ impl scalehost::backends::MetricSource for SlowPower {
         start: u64,
         end: u64,
         step_ms: u64,
-    ) -> Result<Vec<scalehost::model::Series>, scalehost::model::BackendError> {
+    ) -> Result<Vec<scalehost::domain::cluster::Series>, scalehost::domain::cluster::BackendError>
+    {
         scalehost::backends::MetricSource::query_range(&*self.sim, promql, start, end, step_ms)
             .await
     }
@@ -489,7 +491,8 @@ impl scalehost::backends::MetricSource for SlowPower {
         service: &str,
         window_ms: u64,
         now: u64,
-    ) -> Result<Vec<scalehost::model::Series>, scalehost::model::BackendError> {
+    ) -> Result<Vec<scalehost::domain::cluster::Series>, scalehost::domain::cluster::BackendError>
+    {
         scalehost::backends::MetricSource::events(&*self.sim, service, window_ms, now).await
     }
 }
@@ -498,14 +501,16 @@ impl scalehost::backends::MetricSource for SlowPower {
 impl scalehost::backends::WorkloadReader for SlowPower {
     async fn workload(
         &self,
-        target: &scalehost::model::WorkloadRef,
-    ) -> Result<scalehost::model::WorkloadStatus, scalehost::model::BackendError> {
+        target: &scalehost::domain::cluster::WorkloadRef,
+    ) -> Result<scalehost::domain::cluster::WorkloadStatus, scalehost::domain::cluster::BackendError>
+    {
         self.sim.workload(target).await
     }
     async fn capacity(
         &self,
-        exclude: &[scalehost::model::WorkloadRef],
-    ) -> Result<scalehost::model::Capacity, scalehost::model::BackendError> {
+        exclude: &[scalehost::domain::cluster::WorkloadRef],
+    ) -> Result<scalehost::domain::cluster::Capacity, scalehost::domain::cluster::BackendError>
+    {
         self.sim.capacity(exclude).await
     }
 }
@@ -515,7 +520,7 @@ impl scalehost::backends::VmInventory for SlowPower {
     async fn vms(
         &self,
         pool: &str,
-    ) -> Result<Vec<scalehost::model::Vm>, scalehost::model::BackendError> {
+    ) -> Result<Vec<scalehost::domain::cluster::Vm>, scalehost::domain::cluster::BackendError> {
         self.sim.vms(pool).await
     }
 }
@@ -524,9 +529,9 @@ impl scalehost::backends::VmInventory for SlowPower {
 impl scalehost::backends::Actuator for SlowPower {
     async fn scale(
         &self,
-        target: &scalehost::model::WorkloadRef,
+        target: &scalehost::domain::cluster::WorkloadRef,
         replicas: u32,
-    ) -> Result<(), scalehost::model::BackendError> {
+    ) -> Result<(), scalehost::domain::cluster::BackendError> {
         scalehost::backends::Actuator::scale(&*self.sim, target, replicas).await
     }
     async fn set_power(
@@ -534,7 +539,7 @@ impl scalehost::backends::Actuator for SlowPower {
         pool: &str,
         vm_id: &str,
         state: PowerState,
-    ) -> Result<(), scalehost::model::BackendError> {
+    ) -> Result<(), scalehost::domain::cluster::BackendError> {
         self.gate.acquire().await.expect("open").forget();
         scalehost::backends::Actuator::set_power(&*self.sim, pool, vm_id, state).await
     }
@@ -715,7 +720,7 @@ async fn failed_actuation_counts_toward_the_fallback_and_a_clamp_does_not() {
     }
     assert_eq!(clamped.health().failed_actuations, 0);
     // A target the backend does not know: the tick succeeds, its scale fails.
-    let ghost = scalehost::model::WorkloadRef::deployment("web", "ghost");
+    let ghost = scalehost::domain::cluster::WorkloadRef::deployment("web", "ghost");
     let mut spec = fixture_binding(
         "ghost",
         "scale",
@@ -788,7 +793,7 @@ async fn a_policy_reads_what_became_of_its_previous_intents() {
 async fn the_node_view_shows_pods_vms_and_pending_pods_within_the_tenant_scope() {
     let sim = sim();
     let engine = tick_engine(&sim);
-    engine.add_tenant(scalehost::tick::TenantSpec {
+    engine.add_tenant(scalehost::domain::scope::TenantSpec {
         name: "w".into(),
         namespaces: vec!["web".into()],
         workloads: vec![],

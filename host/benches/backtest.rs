@@ -11,10 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use scalehost::backtest::run::{Backtest, BacktestSpec};
+use scalehost::cmd::simulate::default_config;
+use scalehost::domain::trace::Trace;
 use scalehost::runtime::{EngineConfig, PolicyEngine};
-use scalehost::sim::backtest::{Backtest, BacktestSpec};
-use scalehost::sim::simulate::default_config;
-use scalehost::trace::Trace;
 use scalehost_test_artifacts as artifacts;
 
 const RUNS: usize = 3;
@@ -31,7 +31,7 @@ fn main() {
         .unwrap_or(RUNS);
     let trace_path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
-        .join(scalehost::demo::DEFAULT_TRACE);
+        .join(scalehost::cmd::demo::DEFAULT_TRACE);
     let trace = Trace::from_csv_path(&trace_path).expect("the NASA trace");
     let backtest = Backtest::new(&trace, &BacktestSpec::default()).expect("the whole trace");
     let runtime = PolicyEngine::new(&EngineConfig::default()).expect("engine");
@@ -48,7 +48,8 @@ fn main() {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }
-        let policy = Arc::new(scalehost::load_plugin(&runtime, Path::new(path)).expect(name));
+        let policy =
+            Arc::new(scalehost::runtime::load_plugin(&runtime, Path::new(path)).expect(name));
         let config = default_config(name, &backtest).expect("a default config");
         let mut times: Vec<Duration> = (0..runs)
             .map(|_| {

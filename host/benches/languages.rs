@@ -14,11 +14,11 @@ use scalehost::backends::Clock;
 use scalehost::backends::simulated::{
     LoadSpec, NodeSpec, SimSpec, SimWorkloadSpec, SimulatedCluster,
 };
-use scalehost::model::WorkloadKind;
+use scalehost::domain::cluster::WorkloadKind;
+use scalehost::domain::scope::{Scope, TenantSpec};
 use scalehost::registry::{Owner, PluginRegistry};
 use scalehost::runtime::{Access, CompiledPolicy, EngineConfig, Limits, PolicyEngine, StagedState};
-use scalehost::state::StateStore;
-use scalehost::tick::{Scope, TenantSpec};
+use scalehost::store::StateStore;
 
 const COMPILES: usize = 3;
 const RELOADS: usize = 20;

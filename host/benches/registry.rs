@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
     control
         .create_tenant(
             &admin,
-            scalehost::tick::TenantSpec {
+            scalehost::domain::scope::TenantSpec {
                 name: "bench".into(),
                 namespaces: vec!["batch".into()],
                 workloads: vec![],

@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 use scalehost::backends::simulated::{
     LoadSpec, NodeSpec, SimSpec, SimWorkloadSpec, SimulatedCluster,
 };
-use scalehost::model::WorkloadKind;
+use scalehost::domain::cluster::WorkloadKind;
+use scalehost::domain::scope::TenantSpec;
 use scalehost::runtime::{EngineConfig, Limits, PolicyEngine};
-use scalehost::state::StateStore;
-use scalehost::tick::{
-    AuditLog, BindingSpec, FallbackSpec, Scheduler, TargetSpec, TenantSpec, TickEngine,
-};
+use scalehost::store::StateStore;
+use scalehost::tick::{AuditLog, BindingSpec, FallbackSpec, Scheduler, TargetSpec, TickEngine};
 
 const PER_TENANT: usize = 10_000;
 
@@ -50,7 +49,8 @@ fn args() -> Args {
             "--seconds" => args.seconds = value().parse().expect("--seconds S"),
             "--seasons" => args.seasons = value().parse().expect("--seasons N"),
             "--interval" => {
-                args.interval = scalehost::duration::parse(&value()).expect("--interval 15s")
+                args.interval =
+                    scalehost::domain::duration::parse(&value()).expect("--interval 15s")
             }
             // What `cargo bench` passes to every bench binary.
             "--bench" => {}
@@ -124,7 +124,7 @@ fn main() {
     let engine_config = EngineConfig::default();
     let policies = PolicyEngine::new(&engine_config).expect("engine");
     let policy = Arc::new(
-        scalehost::load_plugin(
+        scalehost::runtime::load_plugin(
             &policies,
             Path::new(scalehost_test_artifacts::PREDICTIVE_FORECAST),
         )

@@ -15,12 +15,11 @@ use scalehost::backends::Actuator as _;
 use scalehost::backends::simulated::{
     LoadSpec, NodeSpec, SimSpec, SimWorkloadSpec, SimulatedCluster,
 };
-use scalehost::model::{WorkloadKind, WorkloadRef};
+use scalehost::domain::cluster::{WorkloadKind, WorkloadRef};
+use scalehost::domain::scope::{Scope, TenantSpec};
 use scalehost::runtime::{Access, EngineConfig, Limits, PolicyEngine, StagedState};
-use scalehost::state::StateStore;
-use scalehost::tick::{
-    AuditLog, BindingSpec, FallbackSpec, Outcome, Scope, TargetSpec, TenantSpec, TickEngine,
-};
+use scalehost::store::StateStore;
+use scalehost::tick::{AuditLog, BindingSpec, FallbackSpec, Outcome, TargetSpec, TickEngine};
 
 fn cluster() -> Arc<SimulatedCluster> {
     let spec = SimSpec {
@@ -70,7 +69,7 @@ fn tick(c: &mut Criterion) {
         .expect("runtime");
     let runtime = PolicyEngine::new(&EngineConfig::default()).expect("engine");
     let policy = Arc::new(
-        scalehost::load_plugin(
+        scalehost::runtime::load_plugin(
             &runtime,
             Path::new(scalehost_test_artifacts::OPPORTUNISTIC_MINER_FILL),
         )

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::backends::real::BackendConfig;
 use crate::backends::simulated::SimSpec;
+use crate::domain::scope::TenantSpec;
 use crate::runtime::EngineConfig;
-use crate::tick::{BindingSpec, TenantSpec};
+use crate::tick::BindingSpec;
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -172,18 +173,6 @@ mod tests {
         let config = HostConfig::embedded_default();
         assert!(config.tenants.is_empty() && config.bindings.is_empty());
         assert!(!config.cluster.simulated.workloads.is_empty());
-    }
-
-    #[test]
-    fn the_demo_config_parses() {
-        let config = HostConfig::from_toml(
-            crate::demo::DEMO_CONFIG,
-            Path::new("demo.toml"),
-            PathBuf::new(),
-        )
-        .expect("the embedded demo config is valid");
-        assert_eq!(config.bindings.len(), 3);
-        assert_eq!(config.tenants[0].name, "demo");
     }
 
     #[test]

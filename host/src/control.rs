@@ -22,13 +22,14 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::backends::events::{Event, EventStore};
-use crate::model::WorkloadRef;
+use crate::domain::cluster::WorkloadRef;
+use crate::domain::scope::TenantSpec;
 use crate::registry::{Added, Owner, PluginRecord, PluginRegistry, RegistryError, unix_ms};
 use crate::runtime::Limits;
-use crate::state::{StateError, namespace, shadow_namespace};
+use crate::store::{StateError, namespace, shadow_namespace};
 use crate::tick::{
     BindError, BindOptions, BindingSpec, FallbackSpec, Health, ShadowOptions, TargetSpec,
-    TenantSpec, TickEngine,
+    TickEngine,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -202,7 +203,7 @@ pub struct BindingRequest {
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
     /// Time between ticks (default 15s).
-    #[serde(default = "default_interval", with = "crate::duration")]
+    #[serde(default = "default_interval", with = "crate::domain::duration")]
     pub interval: std::time::Duration,
     /// Targets with their guard rails.
     #[serde(default)]
@@ -384,7 +385,7 @@ impl Control {
         }
         for ((tenant, name), record) in control.binding_records()? {
             if let Err(error) = control.install(&tenant, &name, &record) {
-                tracing::error!(%tenant, binding = %name, error = %crate::display_chain(&error), "stored binding not installed");
+                tracing::error!(%tenant, binding = %name, error = %crate::domain::display_chain(&error), "stored binding not installed");
             }
         }
         Ok(control)
@@ -540,14 +541,14 @@ impl Control {
             return Err(match error {
                 ControlError::Bind(bind) => ControlError::Conflict(format!(
                     "the new grants would break a binding: {}",
-                    crate::display_chain(&bind)
+                    crate::domain::display_chain(&bind)
                 )),
                 other => other,
             });
         }
         for ((t, n), binding) in &bindings {
             if let Err(error) = self.install(t, n, binding) {
-                tracing::error!(tenant = %t, binding = %n, error = %crate::display_chain(&error), "binding not reinstalled with the new grants");
+                tracing::error!(tenant = %t, binding = %n, error = %crate::domain::display_chain(&error), "binding not reinstalled with the new grants");
             }
         }
         Ok(view_tenant(&record))
@@ -598,7 +599,7 @@ impl Control {
                 continue;
             }
             if let Err(error) = self.registry.release(&plugin.digest, &owner) {
-                tracing::warn!(digest = %plugin.digest, error = %crate::display_chain(&error), "claim not released");
+                tracing::warn!(digest = %plugin.digest, error = %crate::domain::display_chain(&error), "claim not released");
             }
         }
         Ok(())

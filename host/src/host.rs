@@ -17,10 +17,10 @@ use crate::backends::simulated::{SimError, SimulatedCluster};
 use crate::backends::{Clock, Cluster};
 use crate::config::{BackendKind, HostConfig};
 use crate::control::{Control, ControlError};
-use crate::model::TimestampMs;
+use crate::domain::cluster::TimestampMs;
 use crate::registry::{PluginRegistry, RegistryError};
-use crate::runtime::{CompileError, CompiledPolicy, EngineError, PolicyEngine};
-use crate::state::{StateError, StateStore};
+use crate::runtime::{CompiledPolicy, EngineError, PluginError, PolicyEngine, read_plugin};
+use crate::store::{StateError, StateStore};
 use crate::tick::{AuditError, AuditLog, BindError, Scheduler, TickEngine};
 
 /// Audit records kept in memory.
@@ -98,43 +98,6 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Why a plugin file could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum PluginError {
-    /// The file could not be read.
-    #[error("cannot read plugin {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// It is not a policy component.
-    #[error("{path}")]
-    Compile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: CompileError,
-    },
-}
-
-/// Reads and compiles a plugin file.
-pub fn load_plugin(engine: &PolicyEngine, path: &Path) -> Result<CompiledPolicy, PluginError> {
-    let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    engine
-        .compile(&bytes)
-        .map_err(|source| PluginError::Compile {
-            path: path.to_owned(),
-            source,
-        })
 }
 
 /// A running scalehost: the wasm engine, the tick engine and its bindings, the backend, the
@@ -224,10 +187,7 @@ impl Host {
                 )));
             }
             let path = config.resolve(Path::new(&spec.plugin));
-            let bytes = std::fs::read(&path).map_err(|source| PluginError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let bytes = read_plugin(&path)?;
             let digest = crate::runtime::digest_of(&bytes);
             let policy = match by_digest.get(&digest) {
                 Some(policy) => policy.clone(),

@@ -2,35 +2,33 @@
 //!
 //! Where to start:
 //! - [`Host`] builds everything from a [`config::HostConfig`] and runs it (`main.rs` is only that);
+//! - [`domain`] holds the plain types and rules (workloads, scope, traces) with no I/O;
 //! - [`runtime`] compiles policies once and runs each invocation in a fresh sandbox;
 //! - [`tick`] runs a tick (invoke, rails, apply, audit) and schedules ticks;
 //! - [`backends`] answers metrics and carries out actuation (the simulated cluster by default);
-//! - [`state`] keeps per-binding state across ticks and restarts;
+//! - [`store`] keeps per-binding state across ticks and restarts;
 //! - [`control`], [`registry`] and [`api`] manage tenants, plugins and bindings at run time over
-//!   HTTP; [`client`] is the command line's side of that API.
+//!   HTTP;
+//! - [`backtest`] replays traces on the backtest model; [`cmd`] holds the binary's commands.
 //!
-//! The design and its invariants are in `docs/architecture.md`.
+//! The layers (which module may use which) are in `docs/architecture.md` and `host/layers.toml`,
+//! which `cargo xtask layers` enforces.
 
 pub mod api;
 pub mod backends;
-pub mod cli;
-pub mod client;
+pub mod backtest;
+pub mod cmd;
 pub mod config;
 pub mod control;
-pub mod demo;
-pub mod doctor;
-pub mod duration;
+pub mod domain;
 mod host;
-pub mod model;
 pub mod registry;
 pub mod runtime;
-pub mod sim;
-pub mod state;
+pub mod store;
 pub mod tick;
-pub mod trace;
-pub mod validate;
 
-pub use host::{Host, HostError, PluginError, load_plugin};
+pub use domain::display_chain;
+pub use host::{Host, HostError};
 
 /// How many tasks a worker polls between two looks at timers and I/O. Tokio's default (61)
 /// assumes short polls; a policy's guest code runs up to one 2 ms epoch per poll, so with the
@@ -46,16 +44,4 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .event_interval(RUNTIME_EVENT_INTERVAL)
         .build()
-}
-
-/// An error and its causes on one line: `outer: cause: root cause`.
-pub fn display_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }

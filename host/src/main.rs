@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use scalehost::cli::{Cli, Command};
+use scalehost::Host;
+use scalehost::cmd::cli::{Cli, Command};
+use scalehost::cmd::{demo, validate};
 use scalehost::runtime::{EngineConfig, PolicyEngine};
-use scalehost::{Host, demo, validate};
 
 fn main() -> ExitCode {
     match scalehost::runtime() {
@@ -49,7 +50,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor { config } => {
             let config = scalehost::config::HostConfig::from_file(&config)?;
-            let checks = scalehost::doctor::run(&config).await;
+            let checks = scalehost::cmd::doctor::run(&config).await;
             for check in &checks {
                 println!("{check}");
             }
@@ -58,7 +59,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Client(command) => {
-            return Ok(scalehost::client::run(command).await);
+            return Ok(scalehost::cmd::client::run(command).await);
         }
         Command::Demo(options) => {
             demo::run(options).await?;
@@ -68,7 +69,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || {
                 let engine = PolicyEngine::new(&EngineConfig::default())
                     .context("starting the wasm engine")?;
-                scalehost::sim::simulate::run(&options, &engine)?;
+                scalehost::cmd::simulate::run(&options, &engine)?;
                 anyhow::Ok(())
             })
             .await??;
@@ -92,7 +93,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     );
                 }
                 Err(error) => {
-                    eprintln!("invalid: {}", scalehost::display_chain(&error));
+                    eprintln!("invalid: {}", scalehost::domain::display_chain(&error));
                     return Ok(ExitCode::FAILURE);
                 }
             }

@@ -160,6 +160,12 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    /// The compiler is taken and enough uploads already wait for it.
+    #[error("{waiting} uploads already wait for the compiler; try again shortly")]
+    CompilerBusy {
+        /// Uploads waiting.
+        waiting: usize,
+    },
     /// The database failed.
     #[error("plugin records: {operation}")]
     Db {
@@ -191,7 +197,16 @@ pub struct PluginRegistry {
     compilations: std::sync::atomic::AtomicU64,
     /// Serializes the check-then-insert of records.
     write: Mutex<()>,
+    /// Held while compiling: one compile at a time (wasmtime's parallel compilation already
+    /// uses every core), so uploads cannot take the host's CPU and memory from its ticks.
+    compiler: Mutex<()>,
+    /// Compiles waiting for [`compiler`](Self::compiler); past [`COMPILE_QUEUE`] an upload is
+    /// refused as busy instead of holding its bytes in memory while it waits.
+    waiting: std::sync::atomic::AtomicUsize,
 }
+
+/// Compiles that may wait for the compiler; one more is refused.
+pub const COMPILE_QUEUE: usize = 4;
 
 /// The result of an upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +252,8 @@ impl PluginRegistry {
             compiled: Mutex::default(),
             compilations: std::sync::atomic::AtomicU64::new(0),
             write: Mutex::default(),
+            compiler: Mutex::default(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -534,6 +551,18 @@ impl PluginRegistry {
         digest: &str,
         bytes: &[u8],
     ) -> Result<Arc<CompiledPolicy>, RegistryError> {
+        use std::sync::atomic::Ordering;
+        if let Some(policy) = self.cached(digest) {
+            return Ok(policy);
+        }
+        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+        if waiting >= COMPILE_QUEUE {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(RegistryError::CompilerBusy { waiting });
+        }
+        let compiler = self.compiler.lock().unwrap_or_else(|p| p.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        // The same bytes uploaded twice at once compile once: the second finds the first's.
         if let Some(policy) = self.cached(digest) {
             return Ok(policy);
         }
@@ -541,6 +570,7 @@ impl PluginRegistry {
             .runtime
             .compile(bytes)
             .map_err(RegistryError::Invalid)?;
+        drop(compiler);
         self.compilations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.write_files(digest, bytes, &policy)?;
@@ -679,4 +709,36 @@ pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), RegistryErr
         .and_then(|d| d.sync_all())
         .map_err(io)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::EngineConfig;
+
+    /// With the compiler taken and [`COMPILE_QUEUE`] uploads waiting, one more upload is
+    /// refused at once as busy: it does not hold its bytes (and a blocking thread) in line.
+    #[test]
+    fn an_upload_past_the_compile_queue_is_refused_as_busy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Arc::new(PolicyEngine::new(&EngineConfig::default()).expect("engine"));
+        let db = Arc::new(Database::create(dir.path().join("control.redb")).expect("db"));
+        let registry = PluginRegistry::open(engine, db, dir.path(), 1 << 20).expect("opens");
+        let _compiling = registry.compiler.lock().expect("lock");
+        registry
+            .waiting
+            .store(COMPILE_QUEUE, std::sync::atomic::Ordering::SeqCst);
+        let refused = registry
+            .add(b"\0asm not really", None, None, Owner::Admin)
+            .expect_err("busy");
+        assert!(
+            matches!(refused, RegistryError::CompilerBusy { waiting } if waiting == COMPILE_QUEUE),
+            "{refused}"
+        );
+        assert_eq!(
+            registry.waiting.load(std::sync::atomic::Ordering::SeqCst),
+            COMPILE_QUEUE,
+            "the refused upload left the queue as it found it"
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! Plain Rust types for what crosses the WIT boundary, with serde for configs and state.
 
-use serde::{Deserialize, Serialize};
+pub use scalehost_types::{
+    Capacity, PowerState, Sample, ScaleChange, Series, WorkloadKind, WorkloadRef, WorkloadStatus,
+};
 
 use crate::wit::types as w;
 
@@ -47,52 +49,6 @@ impl From<w::HostError> for HostError {
     }
 }
 
-/// The kind of a scalable workload; in JSON `"deployment"` or `"stateful-set"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum WorkloadKind {
-    /// An apps/v1 Deployment.
-    #[default]
-    Deployment,
-    /// An apps/v1 StatefulSet.
-    StatefulSet,
-}
-
-/// Names one scalable workload; in JSON `{"kind": "deployment", "namespace": "web", "name": "api"}`
-/// (`kind` defaults to deployment).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkloadRef {
-    /// Deployment or StatefulSet.
-    #[serde(default)]
-    pub kind: WorkloadKind,
-    /// The workload's namespace.
-    pub namespace: String,
-    /// The workload's name.
-    pub name: String,
-}
-
-impl WorkloadRef {
-    /// A Deployment reference.
-    pub fn deployment(namespace: &str, name: &str) -> Self {
-        WorkloadRef {
-            kind: WorkloadKind::Deployment,
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for WorkloadRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.kind {
-            WorkloadKind::Deployment => "deployment",
-            WorkloadKind::StatefulSet => "statefulset",
-        };
-        write!(f, "{kind}/{}/{}", self.namespace, self.name)
-    }
-}
-
 impl From<&WorkloadRef> for w::WorkloadRef {
     fn from(r: &WorkloadRef) -> Self {
         w::WorkloadRef {
@@ -119,19 +75,6 @@ impl From<w::WorkloadRef> for WorkloadRef {
     }
 }
 
-/// What the cluster reports of one workload now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct WorkloadStatus {
-    /// Replicas the workload is scaled to.
-    pub replicas: u32,
-    /// Replicas that are Ready.
-    pub ready: u32,
-    /// CPU requested by one replica, in millicores.
-    pub cpu_request_millis: u64,
-    /// CPU used by all the workload's pods, in millicores, where measured.
-    pub cpu_usage_millis: Option<u64>,
-}
-
 impl From<w::WorkloadStatus> for WorkloadStatus {
     fn from(s: w::WorkloadStatus) -> Self {
         WorkloadStatus {
@@ -141,23 +84,6 @@ impl From<w::WorkloadStatus> for WorkloadStatus {
             cpu_usage_millis: s.cpu_usage_millis,
         }
     }
-}
-
-/// Schedulable capacity of the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Capacity {
-    /// Ready, schedulable nodes.
-    pub nodes: u32,
-    /// Allocatable CPU, millicores.
-    pub allocatable_cpu_millis: u64,
-    /// CPU requested by scheduled pods, less the excluded workloads.
-    pub requested_cpu_millis: u64,
-    /// Allocatable memory, bytes.
-    pub allocatable_memory_bytes: u64,
-    /// Memory requested by scheduled pods, less the excluded workloads.
-    pub requested_memory_bytes: u64,
-    /// Pods waiting for a node, less the excluded workloads.
-    pub pending_pods: u32,
 }
 
 impl From<w::ClusterCapacity> for Capacity {
@@ -170,44 +96,6 @@ impl From<w::ClusterCapacity> for Capacity {
             requested_memory_bytes: c.requested_memory_bytes,
             pending_pods: c.pending_pods,
         }
-    }
-}
-
-/// One value at one instant.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
-    /// Milliseconds since the Unix epoch, host time.
-    pub at: u64,
-    /// The value.
-    pub value: f64,
-}
-
-/// A labelled series of samples, oldest first.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Series {
-    /// Labels, sorted by name.
-    pub labels: Vec<(String, String)>,
-    /// Samples, oldest first.
-    pub samples: Vec<Sample>,
-}
-
-impl Series {
-    /// The value of label `name`, if present.
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The newest sample's value.
-    pub fn last(&self) -> Option<f64> {
-        self.samples.last().map(|s| s.value)
-    }
-
-    /// The sum of all sample values.
-    pub fn sum(&self) -> f64 {
-        self.samples.iter().map(|s| s.value).sum()
     }
 }
 
@@ -227,15 +115,6 @@ impl From<w::Series> for Series {
     }
 }
 
-/// How a scale intent changes replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScaleChange {
-    /// Scale to exactly this many replicas.
-    To(u32),
-    /// Add (positive) or remove (negative) replicas.
-    By(i32),
-}
-
 impl From<ScaleChange> for w::ScaleChange {
     fn from(c: ScaleChange) -> Self {
         match c {
@@ -243,16 +122,6 @@ impl From<ScaleChange> for w::ScaleChange {
             ScaleChange::By(n) => w::ScaleChange::By(n),
         }
     }
-}
-
-/// Power state of a node VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PowerState {
-    /// Powered on.
-    On,
-    /// Powered off.
-    Off,
 }
 
 impl From<PowerState> for w::PowerState {

@@ -13,12 +13,11 @@ use std::time::Duration;
 use scalehost::backends::simulated::{
     LoadSpec, NodeSpec, SimSpec, SimVmSpec, SimWorkloadSpec, SimulatedCluster, VmPoolSpec,
 };
-use scalehost::model::{PowerState, WorkloadKind, WorkloadRef};
+use scalehost::domain::cluster::{PowerState, WorkloadKind, WorkloadRef};
+use scalehost::domain::scope::{Scope, TenantSpec};
 use scalehost::runtime::{Access, CompiledPolicy, EngineConfig, Limits, PolicyEngine};
-use scalehost::state::StateStore;
-use scalehost::tick::{
-    AuditLog, BindingSpec, FallbackSpec, Scope, TargetSpec, TenantSpec, TickEngine,
-};
+use scalehost::store::StateStore;
+use scalehost::tick::{AuditLog, BindingSpec, FallbackSpec, TargetSpec, TickEngine};
 use serde_json::{Value, json};
 
 /// One wasm engine for the whole test binary, as in the host.
@@ -37,7 +36,10 @@ pub fn compiled(path: &'static str) -> Arc<CompiledPolicy> {
     cache
         .entry(path)
         .or_insert_with(|| {
-            Arc::new(scalehost::load_plugin(runtime(), Path::new(path)).expect("plugin compiles"))
+            Arc::new(
+                scalehost::runtime::load_plugin(runtime(), Path::new(path))
+                    .expect("plugin compiles"),
+            )
         })
         .clone()
 }
@@ -153,12 +155,21 @@ pub fn tick_engine_with_state(
     sim: &Arc<SimulatedCluster>,
     state: Arc<StateStore>,
 ) -> Arc<TickEngine> {
+    tick_engine_with(sim, state, &scalehost::runtime::EngineConfig::default())
+}
+
+/// An engine held to the operator's `ceilings` (pool and shares included).
+pub fn tick_engine_with(
+    sim: &Arc<SimulatedCluster>,
+    state: Arc<StateStore>,
+    ceilings: &scalehost::runtime::EngineConfig,
+) -> Arc<TickEngine> {
     let engine = TickEngine::new(
         sim.clone(),
         sim.clone(),
         state,
         Arc::new(AuditLog::in_memory(1000)),
-        &scalehost::runtime::EngineConfig::default(),
+        ceilings,
     );
     engine.add_tenant(tenant());
     Arc::new(engine)

@@ -32,6 +32,8 @@ pub struct FakeVm {
     pub on: bool,
     /// VMware Tools answer a guest shutdown.
     pub tools: bool,
+    /// vCenter refuses to change its power (503): a host in trouble.
+    pub refuse_power: bool,
 }
 
 /// The vCenter's state.
@@ -186,6 +188,13 @@ async fn set_power(
             &format!("VirtualMachine with identifier '{vm}' does not exist."),
         );
     };
+    if v.refuse_power {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "The host of this virtual machine is not responding.",
+        );
+    }
     match action.as_str() {
         "start" if v.on => error(
             StatusCode::BAD_REQUEST,

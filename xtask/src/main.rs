@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod c;
+mod layers;
 mod scripting;
 
 /// Plugin crates and the names their components get in `target/plugins/`.
@@ -40,7 +41,10 @@ fn main() -> Result<()> {
                 .args(rest);
             run(&mut cmd)
         }
+        Some("layers") => layers::check(&root()),
         Some("test") => {
+            // The cheapest check first: a layering slip fails in seconds, not after the build.
+            layers::check(&root())?;
             plugins()?;
             ensure_prometheus()?;
             run(cargo().args(["test", "--workspace"]).args(rest))?;
@@ -61,7 +65,10 @@ fn main() -> Result<()> {
                 "    [--only rust|c|js|python]  one language (installs its toolchain if missing)"
             );
             println!("cargo xtask demo      build the plugins and run `scalehost demo` [ARGS]");
-            println!("cargo xtask test      build the plugins, install prometheus, run every test");
+            println!("cargo xtask layers    check the host's layers, file sizes and public API");
+            println!(
+                "cargo xtask test      check the layers, build the plugins, install prometheus, run every test"
+            );
             println!("cargo xtask bench     build the plugins and run the benchmarks [ARGS]");
             Ok(())
         }

@@ -79,7 +79,7 @@ impl IntoResponse for ApiError {
 
 impl From<ControlError> for ApiError {
     fn from(error: ControlError) -> Self {
-        let message = crate::display_chain(&error);
+        let message = crate::domain::display_chain(&error);
         let (status, code) = match &error {
             ControlError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ControlError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -116,6 +116,7 @@ fn registry_error(error: &RegistryError, message: String) -> ApiError {
             (StatusCode::CONFLICT, "conflict")
         }
         RegistryError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        RegistryError::CompilerBusy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         RegistryError::Damaged { .. } | RegistryError::Io { .. } | RegistryError::Db { .. } => {
             tracing::error!(%message, "registry failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{ApiError, ApiState, Caller};
 use crate::control::{BindingRequest, Control, ControlError};
-use crate::tick::TenantSpec;
+use crate::domain::scope::TenantSpec;
 
 type ApiResult = Result<Response, ApiError>;
 

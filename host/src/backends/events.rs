@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use async_trait::async_trait;
 
 use super::{Actuator, Cluster, MetricSource, VmInventory, WorkloadReader};
-use crate::model::{
+use crate::domain::cluster::{
     BackendError, Capacity, NodeInfo, PodInfo, PowerState, Sample, Series, TimestampMs, Vm,
     WorkloadRef, WorkloadStatus,
 };

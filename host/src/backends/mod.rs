@@ -15,7 +15,7 @@ pub mod vsphere;
 
 use async_trait::async_trait;
 
-use crate::model::{
+use crate::domain::cluster::{
     BackendError, Capacity, NodeInfo, PodInfo, PowerState, Series, TimestampMs, Vm, WorkloadRef,
     WorkloadStatus,
 };

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{BackendError, Sample, Series, TimestampMs};
+use crate::domain::cluster::{BackendError, Sample, Series, TimestampMs};
 
 /// `[backends.prometheus]` in the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ pub struct PrometheusConfig {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Timeout of every request (default 10s); also passed to Prometheus as its query timeout.
-    #[serde(default = "default_timeout", with = "crate::duration")]
+    #[serde(default = "default_timeout", with = "crate::domain::duration")]
     pub timeout: Duration,
     /// The largest answer read, bytes (default 16 MiB): a bigger one is refused as
     /// `unavailable` while it streams in, before it is held whole.
@@ -210,7 +210,10 @@ impl Prometheus {
             BackendError::Unavailable(if e.is_timeout() {
                 format!("prometheus did not answer within {:?}", self.timeout)
             } else {
-                format!("prometheus unreachable: {}", crate::display_chain(&e))
+                format!(
+                    "prometheus unreachable: {}",
+                    crate::domain::display_chain(&e)
+                )
             })
         };
         let mut response = request.send().await.map_err(unavailable)?;

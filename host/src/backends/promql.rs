@@ -1,6 +1,6 @@
 //! The PromQL subset the embedded backends answer: `name`, `name{label="value",…}`, `sum(…)`.
 
-use crate::model::BackendError;
+use crate::domain::cluster::BackendError;
 
 /// A parsed query: `sum(name{label="value",…})`, with `sum` and the matchers optional.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,14 +10,15 @@ use serde::{Deserialize, Serialize};
 
 use async_trait::async_trait;
 
-use super::kubernetes::{CustomMetricQuery, Kubernetes, KubernetesConfig, KubernetesSetupError};
+use super::kubernetes::{Kubernetes, KubernetesConfig, KubernetesSetupError};
 use super::prometheus::{Prometheus, PrometheusConfig, PrometheusSetupError};
 use super::vsphere::{VSphere, VSphereConfig, VSphereSetupError};
 use super::{Actuator, MetricSource, VmInventory, WorkloadReader};
-use crate::model::{
+use crate::domain::cluster::{
     BackendError, Capacity, NodeInfo, PodInfo, PowerState, Series, TimestampMs, Vm, WorkloadRef,
     WorkloadStatus,
 };
+use crate::domain::query::CustomMetricQuery;
 
 /// `[[backends]]` in the config file: a named set of real systems tenants can use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,10 +49,10 @@ pub struct VmPoolConfig {
     /// Its VMs.
     pub vms: Vec<PoolVm>,
     /// How long a guest shutdown may take before a hard stop (default 5m).
-    #[serde(default = "default_shutdown_timeout", with = "crate::duration")]
+    #[serde(default = "default_shutdown_timeout", with = "crate::domain::duration")]
     pub shutdown_timeout: std::time::Duration,
     /// How long from power-on to the node being Ready (default 10m).
-    #[serde(default = "default_boot_timeout", with = "crate::duration")]
+    #[serde(default = "default_boot_timeout", with = "crate::domain::duration")]
     pub boot_timeout: std::time::Duration,
 }
 
@@ -213,30 +214,49 @@ impl RealCluster {
                     }
                 };
                 tracing::info!(%node, evicted = evicted.len(), "node drained; shutting the guest down");
-                if vsphere.power(vm_id).await? == PowerState::Off {
-                    return Ok(());
-                }
-                if let Err(error) = vsphere.shutdown_guest(vm_id).await {
-                    // No VMware Tools in the guest, typically: the node is drained already.
-                    tracing::warn!(vm = %vm_id, %error, "guest shutdown refused; stopping hard");
-                    return vsphere.stop(vm_id).await;
-                }
-                let deadline = std::time::Instant::now() + pool.shutdown_timeout;
-                while std::time::Instant::now() < deadline {
+                let shut_down = async {
                     if vsphere.power(vm_id).await? == PowerState::Off {
                         return Ok(());
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    if let Err(error) = vsphere.shutdown_guest(vm_id).await {
+                        // No VMware Tools in the guest, typically: the node is drained already.
+                        tracing::warn!(vm = %vm_id, %error, "guest shutdown refused; stopping hard");
+                        return vsphere.stop(vm_id).await;
+                    }
+                    let deadline = std::time::Instant::now() + pool.shutdown_timeout;
+                    while std::time::Instant::now() < deadline {
+                        if vsphere.power(vm_id).await? == PowerState::Off {
+                            return Ok(());
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    tracing::warn!(vm = %vm_id, "guest still up after the shutdown timeout; stopping hard");
+                    vsphere.stop(vm_id).await
                 }
-                tracing::warn!(vm = %vm_id, "guest still up after the shutdown timeout; stopping hard");
-                vsphere.stop(vm_id).await
+                .await;
+                if let Err(error) = shut_down {
+                    // The VM may still be on (vSphere refused or failed): unless it is known
+                    // to be off, its node goes back to the scheduler rather than stay
+                    // cordoned and forgotten.
+                    if !matches!(vsphere.power(vm_id).await, Ok(PowerState::Off))
+                        && let Err(undo) = kubernetes.uncordon(node).await
+                    {
+                        tracing::error!(%node, %undo, "power-off failed and the node could not be uncordoned");
+                    }
+                    return Err(error);
+                }
+                Ok(())
             }
             PowerState::On => {
                 if vsphere.power(vm_id).await? == PowerState::Off {
                     vsphere.start(vm_id).await?;
                 }
-                kubernetes.wait_ready(node, pool.boot_timeout).await?;
-                kubernetes.uncordon(node).await
+                let ready = kubernetes.wait_ready(node, pool.boot_timeout).await;
+                // Uncordoned even when it did not turn Ready in time: a node that is not Ready
+                // carries the not-ready taint and gets no pods, and once it comes up it must
+                // not be left cordoned and forgotten.
+                let uncordoned = kubernetes.uncordon(node).await;
+                ready.and(uncordoned)
             }
         }
     }

@@ -34,11 +34,11 @@ use super::promql::{Query, parse_query};
 use async_trait::async_trait;
 
 use super::{Actuator, Clock, MetricSource, VmInventory, WorkloadReader};
-use crate::model::{
+use crate::domain::cluster::{
     BackendError, Capacity, NodeInfo, PodInfo, PowerState, Sample, Series, TimestampMs, Vm,
     WorkloadKind, WorkloadRef, WorkloadStatus,
 };
-use crate::trace::{Trace, TraceError};
+use crate::domain::trace::{Trace, TraceError};
 
 const MINUTE_MS: u64 = 60_000;
 const EVENT_RETENTION_MS: u64 = 3_600_000;
@@ -55,7 +55,7 @@ pub struct SimSpec {
     #[serde(default = "default_start_ms")]
     pub start_ms: TimestampMs,
     /// How often Ready pods push events.
-    #[serde(default = "default_report_interval", with = "crate::duration")]
+    #[serde(default = "default_report_interval", with = "crate::domain::duration")]
     pub report_interval: Duration,
     /// Nodes that are always on.
     #[serde(default)]
@@ -121,7 +121,7 @@ pub struct VmPoolSpec {
     /// Pool name, as policies and tenant scopes name it.
     pub name: String,
     /// From power-on to node Ready.
-    #[serde(default = "default_boot_delay", with = "crate::duration")]
+    #[serde(default = "default_boot_delay", with = "crate::domain::duration")]
     pub boot_delay: Duration,
     /// The VMs.
     pub vms: Vec<SimVmSpec>,
@@ -170,7 +170,7 @@ pub struct SimWorkloadSpec {
     #[serde(default = "default_pod_memory")]
     pub memory_request_bytes: u64,
     /// From scheduled to Ready.
-    #[serde(default = "default_startup_delay", with = "crate::duration")]
+    #[serde(default = "default_startup_delay", with = "crate::domain::duration")]
     pub startup_delay: Duration,
     /// Scheduling priority; higher preempts lower (default 0).
     #[serde(default)]
@@ -224,7 +224,7 @@ pub enum LoadSpec {
         /// Swing around the mean.
         amplitude: f64,
         /// Period of the wave (default one day).
-        #[serde(default = "one_day", with = "crate::duration")]
+        #[serde(default = "one_day", with = "crate::domain::duration")]
         period: Duration,
     },
     /// A constant demand.

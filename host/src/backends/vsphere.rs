@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{BackendError, PowerState};
+use crate::domain::cluster::{BackendError, PowerState};
 
 /// `[backends.vsphere]` in the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +37,7 @@ pub struct VSphereConfig {
     #[serde(default)]
     pub insecure_skip_tls_verify: bool,
     /// Timeout of each request (default 30s).
-    #[serde(default = "default_timeout", with = "crate::duration")]
+    #[serde(default = "default_timeout", with = "crate::domain::duration")]
     pub timeout: Duration,
 }
 
@@ -246,7 +246,10 @@ impl VSphere {
 }
 
 fn unreachable(e: reqwest::Error) -> BackendError {
-    BackendError::Unavailable(format!("vcenter unreachable: {}", crate::display_chain(&e)))
+    BackendError::Unavailable(format!(
+        "vcenter unreachable: {}",
+        crate::domain::display_chain(&e)
+    ))
 }
 
 fn answer(status: StatusCode, body: String, path: &str) -> Result<String, BackendError> {

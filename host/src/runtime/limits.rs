@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Wall-clock time before the invocation is interrupted.
-    #[serde(with = "crate::duration")]
+    #[serde(with = "crate::domain::duration")]
     pub deadline: Duration,
     /// Linear memory of the instance, bytes.
     pub memory_bytes: u64,

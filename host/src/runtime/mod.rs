@@ -7,6 +7,7 @@
 mod bindings;
 mod host;
 mod limits;
+mod load;
 mod policy;
 mod sandbox;
 
@@ -19,6 +20,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use limits::{DEFAULT_DEADLINE, Limits};
+pub use load::{PluginError, load_plugin, read_plugin};
 pub use policy::{
     CompileError, CompiledPolicy, GuestLine, GuestStream, Invocation, InvocationError,
     ValidateError, WORLD, WORLDS, WarmPolicy, digest_of,
@@ -44,11 +46,14 @@ pub struct EngineConfig {
     pub max_instances_per_tenant: u32,
     /// Bindings one tenant may have.
     pub max_bindings_per_tenant: u32,
+    /// Targets one binding may list, and VM pools: every host call checks its scope against
+    /// them and a failing binding's fallback acts on each.
+    pub max_targets_per_binding: u32,
     /// The shortest interval between a binding's ticks.
-    #[serde(with = "crate::duration")]
+    #[serde(with = "crate::domain::duration")]
     pub min_interval: Duration,
     /// The longest deadline a binding may ask for.
-    #[serde(with = "crate::duration")]
+    #[serde(with = "crate::domain::duration")]
     pub max_deadline: Duration,
     /// The largest memory any binding may be granted, bytes (summed over its memories and
     /// tables).
@@ -71,6 +76,7 @@ impl Default for EngineConfig {
             max_concurrent_instances: 64,
             max_instances_per_tenant: 16,
             max_bindings_per_tenant: 10_000,
+            max_targets_per_binding: 256,
             min_interval: Duration::from_millis(10),
             max_deadline: Duration::from_secs(30),
             max_memory_bytes: 256 << 20,

@@ -11,7 +11,7 @@ use wasmtime::component::Component;
 use super::bindings::{v0_1, v0_2};
 use super::sandbox::{Access, Intent, Sandbox, StagedState, clip};
 use super::{Limits, PolicyEngine};
-use crate::model::TimestampMs;
+use crate::domain::cluster::TimestampMs;
 
 /// The newest world a policy may be a component of.
 pub const WORLD: &str = "scalehost:policy/policy@0.2.0";
@@ -62,9 +62,22 @@ pub enum InvocationError {
     /// The tick's state could not be committed.
     #[error("state store: {0}")]
     State(String),
-    /// No sandbox instance was free in time (the tenant's share or the host's pool in use).
+    /// No sandbox instance was free in time in the tenant's own share.
     #[error("{0}")]
     Busy(String),
+    /// The host is overloaded (its instance pool or its state store full with other tenants'
+    /// work): the tick failed, but it is no fault of the binding's and does not count toward
+    /// its fallback.
+    #[error("host overloaded: {0}")]
+    Overloaded(String),
+}
+
+impl InvocationError {
+    /// Whether the failure is the host's, not the binding's: it does not count toward the
+    /// binding's fallback.
+    pub fn is_host_overload(&self) -> bool {
+        matches!(self, InvocationError::Overloaded(_))
+    }
 }
 
 /// Why a configuration was not accepted.
@@ -123,9 +136,9 @@ pub struct Invocation {
 
 impl Invocation {
     /// An invocation that never ran because `why`; `state` is handed back unused.
-    pub fn refused(why: impl std::fmt::Display, state: StagedState) -> Self {
+    pub fn refused(why: InvocationError, state: StagedState) -> Self {
         Invocation {
-            result: Err(InvocationError::Busy(why.to_string())),
+            result: Err(why),
             intents: Vec::new(),
             state,
             logs: Vec::new(),
@@ -365,7 +378,7 @@ impl CompiledPolicy {
         };
         let outcome = tokio::time::timeout(limits.deadline, run).await;
         let result = match outcome {
-            Err(_elapsed) => Err(InvocationError::Deadline(crate::duration::format(
+            Err(_elapsed) => Err(InvocationError::Deadline(crate::domain::duration::format(
                 limits.deadline,
             ))),
             Ok(Ok(result)) => result,
@@ -514,7 +527,7 @@ fn classify(error: &wasmtime::Error, sandbox: &Sandbox, limits: Limits) -> Invoc
     }
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => {
-            InvocationError::Deadline(crate::duration::format(limits.deadline))
+            InvocationError::Deadline(crate::domain::duration::format(limits.deadline))
         }
         Some(trap) => InvocationError::Trap(trap.to_string()),
         None => InvocationError::Trap(one_line(error)),
@@ -528,9 +541,10 @@ fn imports_version(imports: &[String], version: &str) -> bool {
         .any(|i| i.starts_with("scalehost:policy/") && i.ends_with(&format!("@{version}")))
 }
 
-/// An error and its causes on one line.
+/// An error and its causes on one line, clipped like a policy's own error: a trap's backtrace
+/// carries the component's own (guest-chosen) function names.
 fn one_line(error: &wasmtime::Error) -> String {
-    format!("{error:#}").replace('\n', " ")
+    clip(format!("{error:#}").replace('\n', " "), MAX_ERROR_CHARS)
 }
 
 /// `sha256:<hex>` of bytes: a plugin's identity.

@@ -1,6 +1,6 @@
 //! The store data of one invocation: what the policy may reach, what it asked for, what it used.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +15,11 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 
 use super::Limits;
 use crate::backends::Cluster;
-use crate::model::{InFlight, PowerState, ScaleChange, TickOutcomes, TimestampMs, WorkloadRef};
-use crate::state::StateStore;
-use crate::tick::Scope;
+use crate::domain::cluster::{
+    InFlight, PowerState, ScaleChange, TickOutcomes, TimestampMs, WorkloadRef,
+};
+use crate::domain::scope::Scope;
+use crate::store::StateStore;
 
 /// Captured guest output per stream; a write beyond it fails in the guest (Rust's `println!`
 /// then panics, ending the tick, which is then reported as a limit).
@@ -117,7 +119,7 @@ impl StagedState {
         }
     }
 
-    pub(crate) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::state::StateError> {
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StateError> {
         match self.writes.get(key) {
             Some(staged) => Ok(staged.clone()),
             None => self.store.get(&self.namespace, key),
@@ -136,7 +138,7 @@ impl StagedState {
     /// future resolves with their count once they are durable.
     pub fn commit_async(
         self,
-    ) -> impl std::future::Future<Output = Result<usize, crate::state::StateError>> + Send + 'static
+    ) -> impl std::future::Future<Output = Result<usize, crate::store::StateError>> + Send + 'static
     {
         let count = self.writes.len();
         let done = (count > 0).then(|| self.store.apply_async(&self.namespace, self.writes));
@@ -242,14 +244,27 @@ pub struct Sandbox {
     pub(crate) now: TimestampMs,
     pub(crate) access: Option<Access>,
     pub(crate) state: StagedState,
+    /// At most one per target and per VM: see [`record_intent`](Self::record_intent).
     pub(crate) intents: Vec<Intent>,
+    /// Where each target's or VM's intent is in `intents`.
+    intent_index: HashMap<IntentKey, usize>,
     pub(crate) logs: Vec<super::GuestLine>,
     /// The distinct VMs this invocation named in `set-power` (each costs a backend lookup).
     power_targets: HashSet<(String, String)>,
 }
 
+/// What an intent is about: one scale intent per target, one power intent per VM.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum IntentKey {
+    Scale(WorkloadRef),
+    Power { pool: String, vm_id: String },
+}
+
 /// The most WASI resources (streams, pollables) one invocation may hold at once.
 const MAX_WASI_RESOURCES: usize = 1024;
+
+/// The most random bytes one WASI `get-random-bytes` call may ask for.
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
 
 /// The most distinct VMs one tick may name in `set-power`.
 pub const MAX_POWER_TARGETS: usize = 1024;
@@ -282,7 +297,9 @@ impl Sandbox {
             .secure_random(SmallRng::seed_from_u64(seed))
             .insecure_random(SmallRng::seed_from_u64(seed.rotate_left(17)))
             .insecure_random_seed(u128::from(seed))
-            .max_random_size(limits.max_bytes)
+            // Per call: seeding a hash map takes 16 bytes; the host builds the answer before
+            // the guest sees it, so a large one is host memory the tick's limits do not see.
+            .max_random_size(MAX_RANDOM_BYTES.min(limits.max_bytes))
             .build();
         // WASI resources (streams, pollables) live in host memory outside the memory cap: a
         // policy needs a handful.
@@ -304,8 +321,39 @@ impl Sandbox {
             access,
             state,
             intents: Vec::new(),
+            intent_index: HashMap::new(),
             logs: Vec::new(),
             power_targets: HashSet::new(),
+        }
+    }
+
+    /// Records an intent in place of this tick's earlier one for the same target (scale: its
+    /// `requested` is already composed with the earlier ones) or VM (power: the last state
+    /// asked wins). However often a policy calls, an invocation holds one intent per target
+    /// and per VM, and so does its audit record.
+    pub(crate) fn record_intent(&mut self, intent: Intent) {
+        let key = match &intent {
+            Intent::Scale { target, .. } => IntentKey::Scale(target.clone()),
+            Intent::Power { pool, vm_id, .. } => IntentKey::Power {
+                pool: pool.clone(),
+                vm_id: vm_id.clone(),
+            },
+        };
+        match self.intent_index.get(&key) {
+            Some(&at) => self.intents[at] = intent,
+            None => {
+                self.intent_index.insert(key, self.intents.len());
+                self.intents.push(intent);
+            }
+        }
+    }
+
+    /// The replicas this tick's intents so far ask of `target`, if any.
+    pub(crate) fn requested_of(&self, target: &WorkloadRef) -> Option<u32> {
+        let at = *self.intent_index.get(&IntentKey::Scale(target.clone()))?;
+        match &self.intents[at] {
+            Intent::Scale { requested, .. } => Some(*requested),
+            Intent::Power { .. } => None,
         }
     }
 

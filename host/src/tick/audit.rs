@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::guard::Adjustment;
-use crate::model::{PowerState, TimestampMs, WorkloadRef};
+use crate::domain::cluster::{PowerState, TimestampMs, WorkloadRef};
 use crate::runtime::{Intent, InvocationError};
 
 /// How a tick ended.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::guard::{RailHistory, Rails};
-use super::scope::Scope;
-use crate::model::{TimestampMs, WorkloadKind, WorkloadRef};
+use crate::domain::cluster::{TimestampMs, WorkloadKind, WorkloadRef};
+use crate::domain::scope::Scope;
 use crate::runtime::{CompiledPolicy, Limits};
 
 /// A binding as configured (`[[bindings]]` in the config file).
@@ -24,7 +24,7 @@ pub struct BindingSpec {
     /// through the API a digest (`sha256:<hex>`), `name@version` resolved when bound.
     pub plugin: String,
     /// Time between ticks (default 15 s).
-    #[serde(default = "default_interval", with = "crate::duration")]
+    #[serde(default = "default_interval", with = "crate::domain::duration")]
     pub interval: Duration,
     /// The policy's configuration, handed to it as JSON.
     #[serde(default = "empty_object")]
@@ -74,13 +74,13 @@ pub struct TargetSpec {
     #[serde(default)]
     pub max_step_down: Option<u32>,
     /// No scale-up within this long of the last change (default 0s).
-    #[serde(default = "zero", with = "crate::duration")]
+    #[serde(default = "zero", with = "crate::domain::duration")]
     pub cooldown_up: Duration,
     /// No scale-down within this long of the last change (default 0s).
-    #[serde(default = "zero", with = "crate::duration")]
+    #[serde(default = "zero", with = "crate::domain::duration")]
     pub cooldown_down: Duration,
     /// Scale down only to the highest recommendation within this window (default 0s: off).
-    #[serde(default = "zero", with = "crate::duration")]
+    #[serde(default = "zero", with = "crate::domain::duration")]
     pub stabilization_down: Duration,
 }
 

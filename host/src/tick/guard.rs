@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::model::TimestampMs;
+use crate::domain::cluster::TimestampMs;
 
 /// Per-target guard rails (configured on each binding target, see `TargetSpec`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,13 +7,15 @@
 mod audit;
 mod binding;
 mod engine;
+mod error;
 mod guard;
+mod io;
 mod lateness;
 mod operations;
 mod outcomes;
 mod registry;
 mod scheduler;
-mod scope;
+mod shares;
 
 pub use audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, ShadowRecord};
 pub use binding::{Binding, BindingSpec, FallbackAction, FallbackSpec, Health, Shadow, TargetSpec};
@@ -22,4 +24,3 @@ pub use guard::{Adjustment, RailHistory, Rails, Verdict};
 pub use lateness::{Lateness, LatenessSummary};
 pub use operations::{Finished, Operation, Operations, Started};
 pub use scheduler::Scheduler;
-pub use scope::{Scope, TenantSpec};

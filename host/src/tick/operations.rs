@@ -28,8 +28,8 @@ use tokio::task::AbortHandle;
 
 use super::audit::AuditLog;
 use crate::backends::{Clock, Cluster, SystemClock};
-use crate::model::{InFlight, PowerProgress, PowerState, TimestampMs};
-use crate::state::{StateError, StateStore};
+use crate::domain::cluster::{InFlight, PowerProgress, PowerState, TimestampMs};
+use crate::store::{StateError, StateStore};
 
 /// The state-store namespace of operations in flight (a binding's namespace always has a `/`).
 const NAMESPACE: &str = "#operations";
@@ -241,7 +241,7 @@ impl Operations {
             let operation = task_operation;
             let (pool, vm_id, state) = (&operation.pool, &operation.vm_id, operation.state);
             let outcome =
-                super::engine::retry(|| task_cluster.set_power(pool, vm_id, state)).await;
+                super::io::retry(|| task_cluster.set_power(pool, vm_id, state)).await;
             match &outcome {
                 Ok(()) => {
                     tracing::info!(id = operation.id, %pool, vm = %vm_id, ?state, "power operation done")
@@ -252,7 +252,7 @@ impl Operations {
             }
             // A cancel in the meantime owns the ending.
             if operations.take(&operation, false) {
-                super::engine::blocking_io(|| operations.end(
+                super::io::blocking_io(|| operations.end(
                     &operation,
                     if outcome.is_ok() { "succeeded" } else { "failed" },
                     outcome.err().map(|e| e.to_string()),
@@ -511,7 +511,7 @@ impl Operations {
                 if !operations.take(&operation, true) {
                     return;
                 }
-                super::engine::blocking_io(|| {
+                super::io::blocking_io(|| {
                     operations.end(
                         &operation,
                         "cancelled",

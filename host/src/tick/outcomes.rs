@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::audit::Action;
 use super::operations::Operations;
-use crate::model::{
+use crate::domain::cluster::{
     InFlight, PowerOutcome, PowerProgress, ScaleOutcome, TickOutcomes, TimestampMs,
 };
 use crate::runtime::ActuationView;

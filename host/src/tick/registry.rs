@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::binding::Binding;
-use super::engine::BindError;
-use super::scope::Scope;
-use crate::model::WorkloadRef;
+use super::error::BindError;
+use crate::domain::cluster::WorkloadRef;
+use crate::domain::scope::Scope;
 
 /// A binding's key: (tenant, name).
 pub(super) type Key = (String, String);

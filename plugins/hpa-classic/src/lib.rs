@@ -1,11 +1,11 @@
 //! The Kubernetes HPA v2 algorithm as a scalehost policy, for parity with clusters that use it.
 //!
-//! The algorithm itself lives in [`hpa`], which depends on nothing but `std` so that a native
-//! baseline can share it. This module parses the configuration, reads the workload and its
+//! The algorithm itself is the `scalehost-hpa` crate (`hpa/` at the repository's root), which
+//! depends on nothing but `std` so that the host's native baseline shares it. This module parses the configuration, reads the workload and its
 //! metric through the SDK, runs one reconcile and keeps the controller's recommendations and
 //! scale events in state. See the README for the configuration.
 
-pub mod hpa;
+use scalehost_hpa as hpa;
 
 use hpa::{History, PolicyType, ScalingPolicy, ScalingRules, SelectPolicy, Spec};
 use scalehost_sdk::{

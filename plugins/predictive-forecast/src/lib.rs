@@ -1,13 +1,13 @@
 //! Scales ahead of forecast load: daily seasonality plus recent trend, floored by the current load.
 //!
-//! Each tick reads the demand (`metric`, summed), feeds it to the [`model`], and scales the
+//! Each tick reads the demand (`metric`, summed), feeds it to the [`forecast`], and scales the
 //! target to `max(forecast replicas, reactive replicas)` within `[min_replicas, max_replicas]`,
-//! scaling down only after a bucket of lower demand. The method is documented in [`model`] and
+//! scaling down only after a bucket of lower demand. The method is documented in [`forecast`] and
 //! the README.
 
-pub mod model;
+pub mod forecast;
 
-use model::{Layout, Model, Params, desired_replicas};
+use forecast::{Layout, Model, Params, desired_replicas};
 use scalehost_sdk::{
     Policy, ScaleChange, WorkloadRef, actuation, clock, export_policy, log, metrics, state,
 };

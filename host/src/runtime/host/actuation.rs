@@ -6,7 +6,7 @@ use super::super::Sandbox;
 use super::super::bindings::actuation::Host;
 use super::super::bindings::types::{HostError, PowerState, ScaleChange, WorkloadRef};
 use super::types::ref_bytes;
-use crate::model;
+use crate::domain::cluster;
 use crate::runtime::Intent;
 use crate::runtime::sandbox::clip;
 
@@ -29,31 +29,24 @@ impl Host for Sandbox {
         let Some(access) = self.access.clone() else {
             return Ok(Err(not_during_validation()));
         };
-        let target = model::WorkloadRef::from(target);
+        let target = cluster::WorkloadRef::from(target);
         if let Err(e) = access.scope.check_scale(&target) {
             return Ok(Err(e.into()));
         }
-        let change = model::ScaleChange::from(change);
+        let change = cluster::ScaleChange::from(change);
         // Compose with this tick's earlier intents for the same target; else start from the
         // cluster's current replicas (needed only for a relative change).
-        let earlier = self.intents.iter().rev().find_map(|i| match i {
-            Intent::Scale {
-                target: t,
-                requested,
-                ..
-            } if *t == target => Some(*requested),
-            _ => None,
-        });
+        let earlier = self.requested_of(&target);
         let base = match (earlier, change) {
             (Some(requested), _) => requested,
-            (None, model::ScaleChange::To(_)) => 0,
-            (None, model::ScaleChange::By(_)) => match access.cluster.workload(&target).await {
+            (None, cluster::ScaleChange::To(_)) => 0,
+            (None, cluster::ScaleChange::By(_)) => match access.cluster.workload(&target).await {
                 Ok(status) => status.replicas,
                 Err(e) => return Ok(Err(e.into())),
             },
         };
         let requested = change.apply_to(base);
-        self.intents.push(Intent::Scale {
+        self.record_intent(Intent::Scale {
             target,
             change,
             requested,
@@ -99,7 +92,7 @@ impl Host for Sandbox {
             }
             Err(e) => return Ok(Err(e.into())),
         }
-        self.intents.push(Intent::Power {
+        self.record_intent(Intent::Power {
             pool,
             vm_id,
             state: state.into(),

@@ -11,7 +11,7 @@ use super::super::bindings::types::{
     ClusterCapacity as Capacity, HostError, Series, Vm, WorkloadRef, WorkloadStatus,
 };
 use super::types::{ref_bytes, series_bytes};
-use crate::model::{self, BackendError};
+use crate::domain::cluster::{self, BackendError};
 use crate::runtime::Access;
 
 type Answer<T> = wasmtime::Result<Result<T, HostError>>;
@@ -27,7 +27,7 @@ impl Sandbox {
     fn series_answer(
         &mut self,
         access: &Access,
-        result: Result<Vec<model::Series>, BackendError>,
+        result: Result<Vec<cluster::Series>, BackendError>,
     ) -> Answer<Vec<Series>> {
         match result {
             Ok(mut series) => {
@@ -84,7 +84,7 @@ impl Host for Sandbox {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
-        let target = model::WorkloadRef::from(target);
+        let target = cluster::WorkloadRef::from(target);
         if let Err(e) = access.scope.check_read(&target) {
             return Ok(Err(e.into()));
         }
@@ -103,7 +103,7 @@ impl Host for Sandbox {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
-        let exclude: Vec<model::WorkloadRef> = exclude.into_iter().map(Into::into).collect();
+        let exclude: Vec<cluster::WorkloadRef> = exclude.into_iter().map(Into::into).collect();
         for target in &exclude {
             if let Err(e) = access.scope.check_read(target) {
                 return Ok(Err(e.into()));

@@ -11,9 +11,9 @@ use super::super::bindings::types::HostError;
 use super::super::bindings::v0_2::nodes::{
     Host, Node, NodeVm, Pending, Pod, PodName, PodSummary, PoolVm, PowerOperation,
 };
-use crate::model;
+use crate::domain::cluster;
+use crate::domain::scope::Scope;
 use crate::runtime::Access;
-use crate::tick::Scope;
 
 type Answer<T> = wasmtime::Result<Result<T, HostError>>;
 
@@ -158,12 +158,12 @@ impl Host for Sandbox {
 const NODE_BYTES: usize = 96;
 
 /// Whether `p` is of a namespace granted to the tenant.
-fn own(scope: &Scope, p: &model::PodInfo) -> bool {
+fn own(scope: &Scope, p: &cluster::PodInfo) -> bool {
     scope.tenant.namespaces.contains(&p.namespace)
 }
 
 /// The tenant's own pods, and the others summed.
-fn split(scope: &Scope, pods: Vec<model::PodInfo>) -> (Vec<Pod>, PodSummary) {
+fn split(scope: &Scope, pods: Vec<cluster::PodInfo>) -> (Vec<Pod>, PodSummary) {
     let mut others = PodSummary {
         pods: 0,
         expendable: 0,
@@ -203,6 +203,6 @@ fn split(scope: &Scope, pods: Vec<model::PodInfo>) -> (Vec<Pod>, PodSummary) {
 }
 
 /// Bytes one of the tenant's pods costs the byte limit.
-fn pod_bytes(p: &model::PodInfo) -> usize {
+fn pod_bytes(p: &cluster::PodInfo) -> usize {
     p.namespace.len() + p.name.len() + 32 + p.drain_blocker.as_ref().map_or(0, String::len)
 }

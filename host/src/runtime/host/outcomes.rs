@@ -6,7 +6,7 @@ use super::super::Sandbox;
 use super::super::bindings::v0_2::outcomes::{
     Adjustment, Host, PowerOutcome, PowerProgress, Rail, ScaleOutcome, TickOutcomes,
 };
-use crate::model;
+use crate::domain::cluster;
 
 impl Host for Sandbox {
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
@@ -28,7 +28,7 @@ impl Host for Sandbox {
     }
 }
 
-fn scale_outcome(s: model::ScaleOutcome) -> ScaleOutcome {
+fn scale_outcome(s: cluster::ScaleOutcome) -> ScaleOutcome {
     ScaleOutcome {
         target: s.target.into(),
         current: s.current,
@@ -49,18 +49,18 @@ fn scale_outcome(s: model::ScaleOutcome) -> ScaleOutcome {
     }
 }
 
-fn power_outcome(p: model::PowerOutcome) -> PowerOutcome {
+fn power_outcome(p: cluster::PowerOutcome) -> PowerOutcome {
     PowerOutcome {
         pool: p.pool,
         vm_id: p.vm_id,
         state: p.state.into(),
         operation: p.operation,
         progress: match p.progress {
-            model::PowerProgress::InProgress(step) => PowerProgress::InProgress(step),
-            model::PowerProgress::Done => PowerProgress::Done,
-            model::PowerProgress::Failed(why) => PowerProgress::Failed(why),
-            model::PowerProgress::Cancelled => PowerProgress::Cancelled,
-            model::PowerProgress::NotStarted(why) => PowerProgress::NotStarted(why),
+            cluster::PowerProgress::InProgress(step) => PowerProgress::InProgress(step),
+            cluster::PowerProgress::Done => PowerProgress::Done,
+            cluster::PowerProgress::Failed(why) => PowerProgress::Failed(why),
+            cluster::PowerProgress::Cancelled => PowerProgress::Cancelled,
+            cluster::PowerProgress::NotStarted(why) => PowerProgress::NotStarted(why),
         },
     }
 }
@@ -79,7 +79,7 @@ fn rail_of(name: &str) -> Option<Rail> {
     })
 }
 
-fn outcome_bytes(o: &model::TickOutcomes) -> usize {
+fn outcome_bytes(o: &cluster::TickOutcomes) -> usize {
     let scales: usize = o
         .scales
         .iter()
@@ -99,9 +99,9 @@ fn outcome_bytes(o: &model::TickOutcomes) -> usize {
                 + p.vm_id.len()
                 + 16
                 + match &p.progress {
-                    model::PowerProgress::InProgress(s)
-                    | model::PowerProgress::Failed(s)
-                    | model::PowerProgress::NotStarted(s) => s.len(),
+                    cluster::PowerProgress::InProgress(s)
+                    | cluster::PowerProgress::Failed(s)
+                    | cluster::PowerProgress::NotStarted(s) => s.len(),
                     _ => 0,
                 }
         })

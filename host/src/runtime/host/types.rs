@@ -2,7 +2,7 @@
 
 use super::super::Sandbox;
 use super::super::bindings::types as wit;
-use crate::model::{
+use crate::domain::cluster::{
     BackendError, Capacity, PowerState, ScaleChange, Series, Vm, WorkloadKind, WorkloadRef,
     WorkloadStatus,
 };

@@ -86,7 +86,7 @@ async fn check_backend(config: &BackendConfig) -> Vec<Check> {
             return vec![Check {
                 name: format!("{name}: setup"),
                 ok: false,
-                detail: crate::display_chain(&error),
+                detail: crate::domain::display_chain(&error),
             }];
         }
     };

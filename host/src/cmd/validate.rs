@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::host::{PluginError, load_plugin};
 use crate::runtime::{Limits, PolicyEngine, StagedState, ValidateError};
-use crate::state::StateStore;
+use crate::runtime::{PluginError, load_plugin};
+use crate::store::StateStore;
 
 /// What a successful validation found.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! The Kubernetes HPA v2 replica algorithm in std-only Rust, mirroring the upstream controller.
 //!
-//! This module has no dependency beyond `std` so that a native baseline can copy it verbatim
-//! and produce exactly the same numbers as the `hpa-classic` component. It follows
+//! This crate has no dependency beyond `std`: the `hpa-classic` component and the host's native
+//! `hpa` backtest baseline both depend on it, so the two give exactly the same numbers. It follows
 //! `pkg/controller/podautoscaler/horizontal.go` and `replica_calculator.go`:
 //!
 //! - [`resource_replicas`] is `GetResourceReplicas` for a workload whose ready pods all report

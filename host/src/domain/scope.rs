@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{BackendError, WorkloadRef};
+use crate::domain::cluster::{BackendError, WorkloadRef};
 
 /// A tenant and what it is granted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ impl Scope {
     /// A custom-metrics query reads objects of one namespace, which must be granted: the
     /// backend's credentials are the host's, not the tenant's.
     pub fn check_custom_metric(&self, query: &str) -> Result<(), BackendError> {
-        match crate::backends::kubernetes::CustomMetricQuery::parse(query) {
+        match crate::domain::query::CustomMetricQuery::parse(query) {
             Some(Ok(custom)) if !self.tenant.namespaces.contains(&custom.namespace) => {
                 Err(BackendError::Forbidden(format!(
                     "namespace {:?} is not granted to tenant {}",

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use crate::backends::WorkloadReader;
 use crate::backends::simulated::{LoadSpec, SimulatedCluster};
 use crate::config::{ConfigError, HostConfig};
-use crate::host::{Host, HostError};
-use crate::model::{TimestampMs, WorkloadRef};
+use crate::domain::cluster::{TimestampMs, WorkloadRef};
 use crate::runtime::Intent;
 use crate::tick::{Action, AuditRecord, Outcome, TickEngine};
+use crate::{Host, HostError};
 
 /// The demo's cluster, tenant and bindings.
 pub const DEMO_CONFIG: &str = include_str!("demo.toml");
@@ -280,5 +280,21 @@ fn print_summary(summary: &DemoSummary) {
             w.replica_minutes as f64 / 60.0,
             w.max_replicas
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::DEMO_CONFIG;
+    use crate::config::HostConfig;
+
+    #[test]
+    fn the_demo_config_parses() {
+        let config = HostConfig::from_toml(DEMO_CONFIG, Path::new("demo.toml"), PathBuf::new())
+            .expect("the embedded demo config is valid");
+        assert_eq!(config.bindings.len(), 3);
+        assert_eq!(config.tenants[0].name, "demo");
     }
 }

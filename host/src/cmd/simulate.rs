@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::backtest::{Backtest, BacktestError, BacktestSpec, CapacityRule, Run};
-use super::baselines::{self, BaselineBounds, UnknownBaseline};
-use super::report::{BacktestReport, ChartError, ModelReport};
-use crate::host::{PluginError, load_plugin};
+use crate::backtest::baselines::{self, BaselineBounds, UnknownBaseline};
+use crate::backtest::report::{BacktestReport, ChartError, ModelReport};
+use crate::backtest::run::{Backtest, BacktestError, BacktestSpec, CapacityRule, Run};
+use crate::domain::trace::{Trace, TraceError};
 use crate::runtime::PolicyEngine;
-use crate::trace::{Trace, TraceError};
+use crate::runtime::{PluginError, load_plugin};
 
 /// Shipped policies that run without a config (a generic default is derived from the model).
 pub const POLICIES_WITH_DEFAULTS: &[&str] =
@@ -30,10 +30,10 @@ pub struct SimulateOptions {
     #[arg(long = "baseline", value_delimiter = ',')]
     pub baselines: Vec<String>,
     /// Time between ticks.
-    #[arg(long, default_value = "15s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "15s", value_parser = crate::domain::duration::parse)]
     pub tick: Duration,
     /// From scale-up to Ready.
-    #[arg(long, default_value = "60s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "60s", value_parser = crate::domain::duration::parse)]
     pub startup_delay: Duration,
     /// Requests per minute one replica serves.
     #[arg(long, conflicts_with = "p99_replicas")]
@@ -56,7 +56,7 @@ pub struct SimulateOptions {
     /// Zooms the chart into minutes FROM:TO of the trace (numbered as --from/--to); the
     /// whole window is still replayed and reported.
     #[arg(long, value_name = "FROM:TO")]
-    pub chart_window: Option<super::report::ChartWindow>,
+    pub chart_window: Option<crate::backtest::report::ChartWindow>,
     /// Where shipped policies are built (`cargo xtask plugins`).
     #[arg(long, default_value = "target/plugins")]
     pub plugins: PathBuf,
@@ -146,7 +146,7 @@ pub fn run(
     };
     // Check every argument before the long runs start.
     if let Some(path) = &options.chart {
-        super::report::check_chart_path(path)?;
+        crate::backtest::report::check_chart_path(path)?;
     }
     if let Some(window) = options.chart_window {
         window.within(&backtest)?;
@@ -213,7 +213,7 @@ pub fn run(
         })?;
     }
     if let Some(path) = &options.chart {
-        super::report::chart(path, &backtest, &runs, options.chart_window)?;
+        crate::backtest::report::chart(path, &backtest, &runs, options.chart_window)?;
     }
     Ok(report)
 }

@@ -1,97 +1,12 @@
 //! The host's own types for workloads, capacity, VMs and series, shared by backends and the tick
 //! engine; the runtime converts them to and from the WIT types at the sandbox edge.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// Milliseconds since the Unix epoch, in host time (virtual in simulations).
-pub type TimestampMs = u64;
-
-/// The kind of a scalable workload.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum WorkloadKind {
-    /// An apps/v1 Deployment.
-    #[default]
-    Deployment,
-    /// An apps/v1 StatefulSet.
-    StatefulSet,
-}
-
-/// Names one scalable workload.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkloadRef {
-    /// Deployment or StatefulSet (default deployment).
-    #[serde(default)]
-    pub kind: WorkloadKind,
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl WorkloadRef {
-    /// A Deployment reference.
-    pub fn deployment(namespace: &str, name: &str) -> Self {
-        WorkloadRef {
-            kind: WorkloadKind::Deployment,
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for WorkloadRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.kind {
-            WorkloadKind::Deployment => "deployment",
-            WorkloadKind::StatefulSet => "statefulset",
-        };
-        write!(f, "{kind}/{}/{}", self.namespace, self.name)
-    }
-}
-
-/// What the cluster reports of one workload now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct WorkloadStatus {
-    /// Replicas the workload is scaled to.
-    pub replicas: u32,
-    /// Ready replicas.
-    pub ready: u32,
-    /// CPU requested by one replica, millicores.
-    pub cpu_request_millis: u64,
-    /// CPU used by all the workload's pods, millicores, where measured.
-    pub cpu_usage_millis: Option<u64>,
-}
-
-/// Schedulable capacity of the cluster's Ready, uncordoned nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct Capacity {
-    /// Ready, schedulable nodes.
-    pub nodes: u32,
-    /// Allocatable CPU, millicores.
-    pub allocatable_cpu_millis: u64,
-    /// CPU requested by non-terminal pods (pending included), less the excluded workloads.
-    pub requested_cpu_millis: u64,
-    /// Allocatable memory, bytes.
-    pub allocatable_memory_bytes: u64,
-    /// Memory requested by non-terminal pods, less the excluded workloads.
-    pub requested_memory_bytes: u64,
-    /// Pods waiting for a node, less the excluded workloads.
-    pub pending_pods: u32,
-}
-
-/// Power state of a node VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PowerState {
-    /// Powered on.
-    On,
-    /// Powered off.
-    Off,
-}
+pub use scalehost_types::{
+    Capacity, EXPENDABLE_PRIORITY_CUTOFF, PowerState, Sample, ScaleChange, Series, TimestampMs,
+    WorkloadKind, WorkloadRef, WorkloadStatus,
+};
 
 /// A node VM in a pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,10 +22,6 @@ pub struct Vm {
     /// Marked for maintenance in the pool's configuration: policies leave it alone.
     pub maintenance: bool,
 }
-
-/// Priority below which a pod is expendable, as Cluster Autoscaler's default
-/// `--expendable-pods-priority-cutoff`: it neither needs capacity nor keeps a node on.
-pub const EXPENDABLE_PRIORITY_CUTOFF: i32 = -10;
 
 /// A pod as a backend reports it for the node view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -151,44 +62,6 @@ pub struct NodeInfo {
     pub allocatable_memory_bytes: u64,
     /// Its non-terminal pods.
     pub pods: Vec<PodInfo>,
-}
-
-/// One value at one instant.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Sample {
-    /// When.
-    pub at: TimestampMs,
-    /// The value.
-    pub value: f64,
-}
-
-/// A labelled series, oldest sample first.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct Series {
-    /// Labels sorted by name.
-    pub labels: Vec<(String, String)>,
-    /// Samples, oldest first.
-    pub samples: Vec<Sample>,
-}
-
-/// How a scale intent changes replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ScaleChange {
-    /// To exactly this many replicas.
-    To(u32),
-    /// Add or remove this many.
-    By(i32),
-}
-
-impl ScaleChange {
-    /// The replica count this change asks for, starting from `current`.
-    pub fn apply_to(self, current: u32) -> u32 {
-        match self {
-            ScaleChange::To(n) => n,
-            ScaleChange::By(d) => current.saturating_add_signed(d),
-        }
-    }
 }
 
 /// Why a backend refused or could not answer; becomes the WIT `host-error` for policies.

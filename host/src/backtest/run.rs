@@ -12,14 +12,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::baselines::{Baseline, Observation};
-use super::model::{BacktestCluster, MINUTE_MS, Model, Totals, workload};
+use super::replay::{BacktestCluster, MINUTE_MS, Model, Totals, workload};
+use crate::domain::scope::TenantSpec;
+use crate::domain::trace::Trace;
 use crate::runtime::{CompiledPolicy, EngineConfig, Limits};
-use crate::state::StateStore;
+use crate::store::StateStore;
 use crate::tick::{
-    AuditLog, AuditRecord, BindError, BindingSpec, FallbackSpec, Outcome, TargetSpec, TenantSpec,
-    TickEngine,
+    AuditLog, AuditRecord, BindError, BindingSpec, FallbackSpec, Outcome, TargetSpec, TickEngine,
 };
-use crate::trace::Trace;
 
 /// Virtual time of minute 0 of every backtest: a Monday, 00:00 UTC.
 const EPOCH_MS: u64 = 1_767_571_200_000;

@@ -4,8 +4,8 @@
 //! components, on the same observations a policy gets (see [`Observation`]), so that a report
 //! compares each policy with what Kubernetes or Knative would have done on the same trace:
 //!
-//! - [`Hpa`]: the Kubernetes HPA v2 algorithm, compiled from the very same source file as the
-//!   `hpa-classic` plugin (`plugins/hpa-classic/src/hpa.rs`), so the two give the same numbers;
+//! - [`Hpa`]: the Kubernetes HPA v2 algorithm from the same crate as the `hpa-classic` plugin
+//!   (`scalehost-hpa`, in `hpa/`), so the two give the same numbers;
 //! - [`Kpa`]: the Knative Pod Autoscaler's stable/panic windows on the offered concurrency;
 //! - [`StaticPeak`]: the replicas the run's peak needs, all the time.
 //!
@@ -14,16 +14,9 @@
 
 use std::collections::VecDeque;
 
-use crate::model::{TimestampMs, WorkloadStatus};
+use crate::domain::cluster::{TimestampMs, WorkloadStatus};
 
-/// The Kubernetes HPA v2 algorithm, shared with the `hpa-classic` plugin: the very same file is
-/// compiled here, never copied, so the baseline and the plugin cannot drift. Parts the baseline
-/// does not use (the query metric, the state encoding) are left to the plugin.
-#[path = "../../../plugins/hpa-classic/src/hpa.rs"]
-#[allow(dead_code)]
-mod hpa_algorithm;
-
-use hpa_algorithm::{History, ScalingRules, Spec};
+use scalehost_hpa::{History, ScalingRules, Spec};
 
 /// What a baseline sees at one tick: exactly what a policy sees through `metrics.workload`,
 /// plus the offered demand (what `scalehost_requests_per_minute` answers).
@@ -148,7 +141,7 @@ impl Hpa {
     fn cpu_proposal(status: &WorkloadStatus) -> Option<i32> {
         let current = status.replicas as i32;
         let ready = i32::try_from(status.ready).ok()?;
-        hpa_algorithm::resource_replicas(
+        scalehost_hpa::resource_replicas(
             current,
             ready,
             i64::try_from(status.cpu_usage_millis?).ok()?,
@@ -171,7 +164,7 @@ impl Baseline for Hpa {
         let current = observation.status.replicas as i32;
         let proposal = Self::cpu_proposal(&observation.status);
         let outcome =
-            hpa_algorithm::reconcile(&self.spec, &mut self.history, now, current, proposal);
+            scalehost_hpa::reconcile(&self.spec, &mut self.history, now, current, proposal);
         // `None`: the plugin asks for nothing and the replicas stay as they are.
         match outcome.desired {
             Some(desired) => u32::try_from(desired).unwrap_or(observation.status.replicas),

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::ClientCommand;
+use crate::cmd::client::ClientCommand;
+use crate::cmd::demo::DemoOptions;
+use crate::cmd::simulate::SimulateOptions;
 use crate::config::{ConfigError, HostConfig};
-use crate::demo::DemoOptions;
-use crate::sim::simulate::SimulateOptions;
 
 /// scalehost runs autoscaling policies as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 use serde::Serialize;
 
-use super::backtest::{Backtest, OracleReport, Run, RunReport};
+use super::run::{Backtest, OracleReport, Run, RunReport};
 
 /// The whole report, as written by `--json` (schema in `docs/backtests.md`).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -22,7 +22,7 @@ use crate::backends::promql::parse_query;
 use async_trait::async_trait;
 
 use crate::backends::{Actuator, Clock, MetricSource, VmInventory, WorkloadReader};
-use crate::model::{
+use crate::domain::cluster::{
     BackendError, Capacity, NodeInfo, PodInfo, PowerState, Sample, Series, TimestampMs, Vm,
     WorkloadKind, WorkloadRef, WorkloadStatus,
 };

@@ -1,0 +1,10 @@
+//! Backtests: policies and native baselines replayed on a recorded trace in virtual time.
+//!
+//! Start with [`run::Backtest`]; the model is [`replay`], the native baselines
+//! [`baselines`], the report's table and chart [`report`]. `scalehost simulate` is
+//! `cmd::simulate`.
+
+pub mod baselines;
+pub mod replay;
+pub mod report;
+pub mod run;
