@@ -459,10 +459,30 @@ async fn guest_logs_are_captured() {
 }
 
 /// The simulated cluster, but every power operation first waits for a permit of `gate`: a
-/// drain that takes as long as the test wants.
+/// drain that takes as long as the test wants. Settling what an operation left is logged in
+/// `settled`, and fails while `settle_failures` is above 0.
 struct SlowPower {
     sim: std::sync::Arc<scalehost::backends::simulated::SimulatedCluster>,
     gate: std::sync::Arc<tokio::sync::Semaphore>,
+    settled: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    settle_failures: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// Every power change fails (a VM whose host refuses them).
+    power_fails: bool,
+}
+
+impl SlowPower {
+    fn new(
+        sim: std::sync::Arc<scalehost::backends::simulated::SimulatedCluster>,
+        gate: std::sync::Arc<tokio::sync::Semaphore>,
+    ) -> Self {
+        SlowPower {
+            sim,
+            gate,
+            settled: Default::default(),
+            settle_failures: Default::default(),
+            power_fails: false,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -541,7 +561,37 @@ impl scalehost::backends::Actuator for SlowPower {
         state: PowerState,
     ) -> Result<(), scalehost::domain::cluster::BackendError> {
         self.gate.acquire().await.expect("open").forget();
+        if self.power_fails {
+            return Err(scalehost::domain::cluster::BackendError::Invalid(
+                "the VM's host refuses every power change".into(),
+            ));
+        }
         scalehost::backends::Actuator::set_power(&*self.sim, pool, vm_id, state).await
+    }
+    async fn abandon_power(
+        &self,
+        pool: &str,
+        vm_id: &str,
+        _state: PowerState,
+    ) -> Result<(), scalehost::domain::cluster::BackendError> {
+        self.settled
+            .lock()
+            .expect("log")
+            .push(format!("{pool}/{vm_id}"));
+        let failing = self
+            .settle_failures
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if failing {
+            return Err(scalehost::domain::cluster::BackendError::Unavailable(
+                "vCenter is down".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -575,11 +625,16 @@ async fn power_operations_run_off_the_tick_path_and_survive_a_restart() {
     let sim = sim();
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let state = std::sync::Arc::new(StateStore::in_memory().expect("state"));
+    let settled = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let settle_failures = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let engine_on = |gate: std::sync::Arc<tokio::sync::Semaphore>| {
         let engine = scalehost::tick::TickEngine::new(
             std::sync::Arc::new(SlowPower {
                 sim: sim.clone(),
                 gate,
+                settled: settled.clone(),
+                settle_failures: settle_failures.clone(),
+                power_fails: false,
             }),
             sim.clone(),
             state.clone(),
@@ -664,22 +719,26 @@ async fn power_operations_run_off_the_tick_path_and_survive_a_restart() {
     assert_eq!((ended[0].operation.id, ended[0].outcome), (id, "cancelled"));
     assert_eq!(stuck.resume_operations().expect("resumes"), 0);
 
-    // One left over from a binding that is gone is not resumed, but recorded as failed.
+    // One left over from a binding that is gone is not resumed: what it left is settled (a
+    // VM that runs gets its node back) and it is recorded as failed.
     let (id, _) = power_of(&stuck.tick(&on).await);
     let id = id.expect("started");
+    settled.lock().expect("log").clear();
     let orphaned = engine_on(std::sync::Arc::new(tokio::sync::Semaphore::new(1)));
     assert_eq!(orphaned.resume_operations().expect("resumes"), 0);
+    orphaned.operations().idle().await;
+    assert_eq!(*settled.lock().expect("log"), vec!["pool/vm-1".to_string()]);
     let ended = orphaned.operations().finished_of_binding("t", "power");
     assert_eq!(ended.len(), 1);
     assert_eq!((ended[0].operation.id, ended[0].outcome), (id, "failed"));
     assert!(
-        ended[0]
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("its binding is gone")),
+        ended[0].error.as_deref().is_some_and(
+            |e| e.contains("its binding is gone") && e.contains("what it left was settled")
+        ),
         "{:?}",
         ended[0].error
     );
+    assert_eq!(orphaned.resume_operations().expect("nothing left"), 0);
     // Removing a binding cancels its operations.
     stuck.unbind("t", "power");
     stuck.operations().idle().await;
@@ -691,6 +750,57 @@ async fn power_operations_run_off_the_tick_path_and_survive_a_restart() {
         ),
         (id, "cancelled")
     );
+
+    // A cancel is persisted before it is answered: a host restarted before the settling ended
+    // settles the operation again and never runs its power-off.
+    let never = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let cancelling = engine_on(never.clone());
+    let off = cancelling
+        .bind(power_binding("power", "off"), fixture())
+        .await
+        .expect("binds");
+    let (id, _) = power_of(&cancelling.tick(&off).await);
+    let id = id.expect("started");
+    // Settling fails every time here: the record is kept for the next start.
+    settle_failures.store(u32::MAX, std::sync::atomic::Ordering::SeqCst);
+    settled.lock().expect("log").clear();
+    assert!(cancelling.operations().cancel("t", "power", id));
+    cancelling.operations().idle().await;
+    let ended = cancelling.operations().finished_of_binding("t", "power");
+    let last = &ended[ended.len() - 1];
+    assert_eq!((last.operation.id, last.outcome), (id, "cancelled"));
+    assert!(
+        last.error
+            .as_deref()
+            .is_some_and(|e| e.contains("kept to settle at the next start")),
+        "{:?}",
+        last.error
+    );
+    assert_eq!(settled.lock().expect("log").len(), 3, "three attempts");
+    drop(cancelling);
+    settle_failures.store(0, std::sync::atomic::Ordering::SeqCst);
+    settled.lock().expect("log").clear();
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let restarted = engine_on(open.clone());
+    restarted
+        .bind(power_binding("power", "off"), fixture())
+        .await
+        .expect("binds");
+    assert_eq!(
+        restarted.resume_operations().expect("resumes"),
+        0,
+        "a cancelled operation is never resumed"
+    );
+    restarted.operations().idle().await;
+    assert_eq!(*settled.lock().expect("log"), vec!["pool/vm-1".to_string()]);
+    assert_eq!(
+        open.available_permits(),
+        1,
+        "the cancelled power-off never ran again"
+    );
+    let ended = restarted.operations().finished_of_binding("t", "power");
+    assert_eq!((ended[0].operation.id, ended[0].outcome), (id, "cancelled"));
+    assert_eq!(restarted.resume_operations().expect("nothing left"), 0);
     drop(gate);
 }
 
@@ -929,4 +1039,56 @@ async fn the_host_refuses_to_power_off_its_own_node() {
     }
     assert!(record.actions.is_empty());
     assert_eq!(sim.vms("pool").await.expect("vms")[0].power, PowerState::On);
+}
+
+/// A power operation that fails off the tick path is a failed actuation of its binding's:
+/// counted at the binding's next tick, toward its fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_power_operation_counts_toward_the_fallback_at_the_next_tick() {
+    let sim = sim();
+    let engine = scalehost::tick::TickEngine::new(
+        std::sync::Arc::new(SlowPower {
+            power_fails: true,
+            ..SlowPower::new(
+                sim.clone(),
+                std::sync::Arc::new(tokio::sync::Semaphore::new(100)),
+            )
+        }),
+        sim.clone(),
+        std::sync::Arc::new(StateStore::in_memory().expect("state")),
+        std::sync::Arc::new(scalehost::tick::AuditLog::in_memory(100)),
+        &scalehost::runtime::EngineConfig::default(),
+    );
+    engine.add_tenant(tenant());
+    let mut spec = fixture_binding(
+        "power",
+        "set-power",
+        json!({ "pool": "pool", "vm": "vm-1", "state": "off" }),
+        vec![],
+    );
+    spec.vm_pools = vec!["pool".into()];
+    spec.fallback.after_failures = 2;
+    let binding = engine.bind(spec, fixture()).await.expect("binds");
+    let first = engine.tick(&binding).await;
+    assert_eq!(first.outcome, Outcome::Ok);
+    assert_eq!(first.consecutive_failures, 0, "the operation only started");
+    engine.operations().idle().await;
+    // Its ending is counted at the next tick (which starts a new operation, failing again).
+    let second = engine.tick(&binding).await;
+    assert_eq!(second.consecutive_failures, 1, "{second:?}");
+    let health = binding.health();
+    assert_eq!(health.failed_actuations, 1);
+    assert!(
+        health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("refuses every power change")),
+        "{:?}",
+        health.last_error
+    );
+    assert_eq!(second.fallback, None);
+    engine.operations().idle().await;
+    let third = engine.tick(&binding).await;
+    assert_eq!(third.consecutive_failures, 2);
+    assert_eq!(third.fallback.as_deref(), Some("hold"), "{third:?}");
 }

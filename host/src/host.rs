@@ -23,7 +23,7 @@ use crate::runtime::{CompiledPolicy, EngineError, PluginError, PolicyEngine, rea
 use crate::store::{StateError, StateStore};
 use crate::tick::{AuditError, AuditLog, BindError, Scheduler, TickEngine};
 
-/// Audit records kept in memory.
+/// Audit records kept in memory per tenant (and at most `MAX_RECENT_BYTES_PER_TENANT` of them).
 const RECENT_AUDIT_RECORDS: usize = 10_000;
 
 /// Why the host could not start.

@@ -471,12 +471,13 @@ pub(super) async fn decisions(
         .control
         .engine()
         .audit()
-        .recent()
+        .recent_of(&tenant)
         .into_iter()
-        .filter(|r| r.tenant == tenant && r.seq > since)
+        .filter(|r| r.seq > since)
         .filter(|r| binding.is_none_or(|b| &r.binding == b))
         .take(limit)
         .collect();
+    let records: Vec<&crate::tick::AuditRecord> = records.iter().map(|r| &**r).collect();
     ok(StatusCode::OK, json!({ "decisions": records }))
 }
 

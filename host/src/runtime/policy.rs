@@ -501,13 +501,14 @@ impl Sandbox {
                 .lines()
                 .filter(|l| !l.is_empty())
             {
-                tracing::info!(target: "scalehost::guest", tenant = %self.tenant, binding = %self.binding, ?stream, "{line}");
+                self.forward_to_host_log(stream, line);
                 self.logs.push(GuestLine {
                     stream,
                     message: line.to_owned(),
                 });
             }
         }
+        self.report_held_back();
         result
     }
 }

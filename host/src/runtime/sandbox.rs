@@ -249,6 +249,10 @@ pub struct Sandbox {
     /// Where each target's or VM's intent is in `intents`.
     intent_index: HashMap<IntentKey, usize>,
     pub(crate) logs: Vec<super::GuestLine>,
+    /// Guest bytes put into the host's own log so far, and held back past
+    /// [`MAX_FORWARDED_LOG_BYTES`].
+    forwarded: usize,
+    held_back: usize,
     /// The distinct VMs this invocation named in `set-power` (each costs a backend lookup).
     power_targets: HashSet<(String, String)>,
 }
@@ -262,6 +266,11 @@ enum IntentKey {
 
 /// The most WASI resources (streams, pollables) one invocation may hold at once.
 const MAX_WASI_RESOURCES: usize = 1024;
+
+/// The most guest bytes (log lines, stdout, stderr) one invocation puts into the host's own log:
+/// a flood within the tick's byte limit must not flood (or block on) the operator's log. The
+/// invocation's own result keeps every line.
+const MAX_FORWARDED_LOG_BYTES: usize = 64 << 10;
 
 /// The most random bytes one WASI `get-random-bytes` call may ask for.
 const MAX_RANDOM_BYTES: u64 = 64 << 10;
@@ -323,6 +332,8 @@ impl Sandbox {
             intents: Vec::new(),
             intent_index: HashMap::new(),
             logs: Vec::new(),
+            forwarded: 0,
+            held_back: 0,
             power_targets: HashSet::new(),
         }
     }
@@ -354,6 +365,35 @@ impl Sandbox {
         match &self.intents[at] {
             Intent::Scale { requested, .. } => Some(*requested),
             Intent::Power { .. } => None,
+        }
+    }
+
+    /// Puts a guest line into the host's log at its level, tagged with tenant and binding, up to
+    /// [`MAX_FORWARDED_LOG_BYTES`] per invocation; past it, counts what it held back.
+    pub(crate) fn forward_to_host_log(&mut self, stream: super::GuestStream, message: &str) {
+        use super::GuestStream as S;
+        if self.forwarded + message.len() > MAX_FORWARDED_LOG_BYTES {
+            self.held_back += message.len();
+            return;
+        }
+        self.forwarded += message.len();
+        let (tenant, binding) = (&*self.tenant, &*self.binding);
+        match stream {
+            S::Debug => tracing::debug!(target: "scalehost::guest", tenant, binding, "{message}"),
+            S::Info => tracing::info!(target: "scalehost::guest", tenant, binding, "{message}"),
+            S::Warn => tracing::warn!(target: "scalehost::guest", tenant, binding, "{message}"),
+            S::Error => tracing::error!(target: "scalehost::guest", tenant, binding, "{message}"),
+            S::Stdout | S::Stderr => {
+                tracing::info!(target: "scalehost::guest", tenant, binding, ?stream, "{message}")
+            }
+        }
+    }
+
+    /// Says, once, how much guest output the host's log did not get.
+    pub(crate) fn report_held_back(&mut self) {
+        if self.held_back > 0 {
+            tracing::warn!(target: "scalehost::guest", tenant = %self.tenant, binding = %self.binding, held_back = self.held_back, "guest output past {MAX_FORWARDED_LOG_BYTES} bytes not forwarded to the host log");
+            self.held_back = 0;
         }
     }
 

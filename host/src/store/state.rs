@@ -8,7 +8,7 @@
 //! commit), so that thousands of ticks a second cost at most ~50 fsyncs, a lone writer is not
 //! held back, and no runtime thread waits on the disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
@@ -43,9 +43,14 @@ pub enum StateError {
     /// The committer is gone (the store is shutting down).
     #[error("state store is closed")]
     Closed,
-    /// Too much state waits to be committed.
+    /// Too much state waits to be committed (all tenants' together: the host is overloaded).
     #[error("state store busy: {0} MiB of state waits to be committed; try at a later tick")]
     Busy(usize),
+    /// Too much of this tenant's state waits to be committed: its own share is full.
+    #[error(
+        "state store busy: the tenant's share of {0} MiB of state waiting to be committed is full; try at a later tick"
+    )]
+    TenantBusy(usize),
 }
 
 /// The state namespace of a tenant's binding.
@@ -90,14 +95,19 @@ struct Batch {
     clear: bool,
     writes: Writes,
     reply: Reply,
-    /// Its share of [`MAX_QUEUED_KIB`], given back once it is committed (dropped with the batch).
-    _queued: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Its share of [`MAX_QUEUED_KIB`] and of its tenant's [`MAX_QUEUED_KIB_PER_TENANT`],
+    /// given back once it is committed (dropped with the batch).
+    _queued: Option<[tokio::sync::OwnedSemaphorePermit; 2]>,
 }
 
 /// The committer thread and its queue; dropping it ends the thread once the queue is empty.
 struct Committer {
     /// KiB of async batches queued and not yet committed, at most [`MAX_QUEUED_KIB`].
     queued: Arc<tokio::sync::Semaphore>,
+    /// The same per tenant (a namespace's part before its `/`), at most
+    /// [`MAX_QUEUED_KIB_PER_TENANT`] each: one tenant's flood of state cannot fill the queue
+    /// for all.
+    tenant_queued: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     queue: Option<mpsc::Sender<Batch>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -112,6 +122,9 @@ const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
 /// At most this much of ticks' state (KiB) waits for the committer; a tick whose batch would
 /// pass it fails with `state store busy` rather than grow the host's memory.
 const MAX_QUEUED_KIB: usize = 256 << 10;
+
+/// At most this much of one tenant's state waits for the committer (a quarter of the queue).
+const MAX_QUEUED_KIB_PER_TENANT: usize = MAX_QUEUED_KIB / 4;
 
 /// At most this many batches go into one transaction.
 const MAX_GROUP: usize = 4096;
@@ -148,7 +161,10 @@ impl Committer {
                     busy = group.len() > 1;
                     let results = commit_or_split(&db, &group);
                     for (batch, result) in group.into_iter().zip(results) {
-                        match batch.reply {
+                        // Its share of the queue back before its caller goes on.
+                        let Batch { reply, _queued, .. } = batch;
+                        drop(_queued);
+                        match reply {
                             Reply::Blocking(tx) => drop(tx.send(result)),
                             Reply::Async(tx) => drop(tx.send(result)),
                         }
@@ -158,6 +174,7 @@ impl Committer {
             .expect("the state committer thread starts");
         Committer {
             queued: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_KIB)),
+            tenant_queued: Mutex::default(),
             queue: Some(queue),
             thread: Some(thread),
         }
@@ -362,13 +379,31 @@ impl StateStore {
                     .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 32)
                     .sum::<usize>()
                     .div_ceil(1024)
-                    .clamp(1, MAX_QUEUED_KIB);
-                match committer
-                    .queued
-                    .clone()
-                    .try_acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX))
-                {
-                    Err(_) => Err(StateError::Busy(MAX_QUEUED_KIB / 1024)),
+                    .clamp(1, MAX_QUEUED_KIB_PER_TENANT);
+                let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+                let tenant = namespace.split_once('/').map_or(namespace, |(t, _)| t);
+                let share = committer
+                    .tenant_queued
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(tenant.to_owned())
+                    .or_insert_with(|| {
+                        Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_KIB_PER_TENANT))
+                    })
+                    .clone();
+                let permits = share
+                    .try_acquire_many_owned(kib)
+                    .map_err(|_| StateError::TenantBusy(MAX_QUEUED_KIB_PER_TENANT / 1024))
+                    .and_then(|own| {
+                        committer
+                            .queued
+                            .clone()
+                            .try_acquire_many_owned(kib)
+                            .map(|all| [own, all])
+                            .map_err(|_| StateError::Busy(MAX_QUEUED_KIB / 1024))
+                    });
+                match permits {
+                    Err(busy) => Err(busy),
                     Ok(permit) => {
                         let (tx, rx) = tokio::sync::oneshot::channel();
                         committer
@@ -472,6 +507,53 @@ mod tests {
             store.get("t/xy", "a").expect("reads"),
             Some(b"other".to_vec())
         );
+    }
+
+    /// A tenant whose queued state fills its share gets `TenantBusy` while another tenant's
+    /// batches still go through; only a full queue (all tenants') is `Busy`.
+    #[tokio::test]
+    async fn one_tenants_queued_state_is_held_to_its_share() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = StateStore::open(&dir.path().join("state.redb")).expect("opens");
+        let Backend::Redb { committer, .. } = &store.backend else {
+            panic!("redb")
+        };
+        let small = || BTreeMap::from([("k".to_owned(), Some(vec![1u8; 10]))]);
+        store
+            .apply_async("a/x", small())
+            .await
+            .expect("a's first write");
+        let share = committer
+            .tenant_queued
+            .lock()
+            .expect("shares")
+            .get("a")
+            .cloned()
+            .expect("a has a share");
+        let held = share
+            .try_acquire_many_owned(MAX_QUEUED_KIB_PER_TENANT as u32)
+            .expect("the whole share");
+        assert!(matches!(
+            store.apply_async("a/x", small()).await,
+            Err(StateError::TenantBusy(_))
+        ));
+        store
+            .apply_async("b/y", small())
+            .await
+            .expect("another tenant is not held up");
+        drop(held);
+        store.apply_async("a/x", small()).await.expect("a again");
+        let all = committer
+            .queued
+            .clone()
+            .try_acquire_many_owned(MAX_QUEUED_KIB as u32)
+            .expect("the whole queue");
+        assert!(matches!(
+            store.apply_async("b/y", small()).await,
+            Err(StateError::Busy(_))
+        ));
+        drop(all);
+        store.apply_async("b/y", small()).await.expect("b again");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

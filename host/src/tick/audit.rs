@@ -1,10 +1,10 @@
 //! The audit trail: one record per tick (what was asked, what the rails changed, what happened).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -192,9 +192,21 @@ pub struct AuditLog {
 
 struct Written {
     seq: u64,
-    recent: VecDeque<AuditRecord>,
+    /// Per tenant, its last records and their size: one tenant's many bindings (or big
+    /// records) push out only its own.
+    recent: HashMap<String, Recent>,
     file: Option<BufWriter<File>>,
 }
+
+/// One tenant's kept records, oldest first, with their serialized sizes.
+#[derive(Default)]
+struct Recent {
+    records: VecDeque<(Arc<AuditRecord>, usize)>,
+    bytes: usize,
+}
+
+/// The most bytes (serialized) of one tenant's records kept in memory.
+pub const MAX_RECENT_BYTES_PER_TENANT: usize = 8 << 20;
 
 /// Why the audit file could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -206,13 +218,14 @@ pub struct AuditError {
 }
 
 impl AuditLog {
-    /// Keeps the last `capacity` records in memory only.
+    /// Keeps the last `capacity` records of each tenant (and at most
+    /// [`MAX_RECENT_BYTES_PER_TENANT`] of them) in memory only.
     pub fn in_memory(capacity: usize) -> Self {
         let (subscribers, _) = broadcast::channel(1024);
         AuditLog {
             written: Mutex::new(Written {
                 seq: 0,
-                recent: VecDeque::new(),
+                recent: HashMap::new(),
                 file: None,
             }),
             capacity,
@@ -265,21 +278,35 @@ impl AuditLog {
         let mut written = self.lock();
         written.seq += 1;
         record.seq = written.seq;
+        if written.file.is_none() && self.capacity == 0 {
+            return self.publish(written, record);
+        }
+        let mut line = serde_json::to_vec(&*record).expect("an audit record serializes");
+        line.push(b'\n');
         if let Some(file) = &mut written.file {
-            let result = serde_json::to_writer(&mut *file, &*record)
-                .map_err(std::io::Error::from)
-                .and_then(|()| file.write_all(b"\n"))
-                .and_then(|()| file.flush());
+            let result = file.write_all(&line).and_then(|()| file.flush());
             if let Err(error) = result {
                 tracing::error!(%error, "cannot write the audit log");
             }
         }
         if self.capacity > 0 {
-            written.recent.push_back(record.clone());
-            while written.recent.len() > self.capacity {
-                written.recent.pop_front();
+            let kept = written.recent.entry(record.tenant.clone()).or_default();
+            kept.records
+                .push_back((Arc::new(record.clone()), line.len()));
+            kept.bytes += line.len();
+            while kept.records.len() > self.capacity
+                || (kept.bytes > MAX_RECENT_BYTES_PER_TENANT && kept.records.len() > 1)
+            {
+                if let Some((_, size)) = kept.records.pop_front() {
+                    kept.bytes -= size;
+                }
             }
         }
+        self.publish(written, record)
+    }
+
+    /// Lets go of the lock, then hands `record` to the subscribers.
+    fn publish(&self, written: std::sync::MutexGuard<'_, Written>, record: &AuditRecord) {
         drop(written);
         if self.subscribers.receiver_count() > 0 {
             // A subscriber that went away meanwhile is fine.
@@ -308,12 +335,29 @@ impl AuditLog {
 
     /// Forgets the kept records of a tenant (it was deleted; its name may be given again).
     pub fn forget_tenant(&self, tenant: &str) {
-        self.lock().recent.retain(|r| r.tenant != tenant);
+        self.lock().recent.remove(tenant);
     }
 
-    /// The records kept in memory, oldest first.
+    /// The records of `tenant` kept in memory, oldest first (shared, not copied).
+    pub fn recent_of(&self, tenant: &str) -> Vec<Arc<AuditRecord>> {
+        self.lock()
+            .recent
+            .get(tenant)
+            .map(|kept| kept.records.iter().map(|(r, _)| r.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every tenant's records kept in memory, in sequence order.
     pub fn recent(&self) -> Vec<AuditRecord> {
-        self.lock().recent.iter().cloned().collect()
+        let written = self.lock();
+        let mut all: Vec<AuditRecord> = written
+            .recent
+            .values()
+            .flat_map(|kept| kept.records.iter().map(|(r, _)| (**r).clone()))
+            .collect();
+        drop(written);
+        all.sort_by_key(|r| r.seq);
+        all
     }
 
     /// Receives every record appended from now on.
@@ -339,5 +383,63 @@ mod tests {
         assert_eq!(log.peek_seq(), 43, "the cut record 43 never counted");
         let fresh = AuditLog::with_file(10, &dir.path().join("new.jsonl")).expect("opens");
         assert_eq!(fresh.peek_seq(), 1);
+    }
+
+    fn record(tenant: &str, error: usize) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            at: 0,
+            tenant: tenant.into(),
+            binding: "b".into(),
+            plugin: "sha256:x".into(),
+            revision: None,
+            shadow: None,
+            outcome: if error == 0 {
+                Outcome::Ok
+            } else {
+                Outcome::Failed {
+                    error: InvocationError::Policy("e".repeat(error)),
+                }
+            },
+            intents: Vec::new(),
+            actions: Vec::new(),
+            fallback: None,
+            state_writes: 0,
+            host_calls: 0,
+            elapsed_us: 0,
+            consecutive_failures: 0,
+        }
+    }
+
+    /// A tenant's many records push out only its own, and a tenant's records are held to a
+    /// byte budget as well as a count.
+    #[test]
+    fn each_tenant_keeps_its_own_recent_records_within_a_count_and_a_size() {
+        let log = AuditLog::in_memory(3);
+        log.append(&mut record("quiet", 0));
+        for _ in 0..10 {
+            log.append(&mut record("loud", 0));
+        }
+        assert_eq!(
+            log.recent_of("quiet").len(),
+            1,
+            "not pushed out by another tenant"
+        );
+        let loud: Vec<u64> = log.recent_of("loud").iter().map(|r| r.seq).collect();
+        assert_eq!(loud, vec![9, 10, 11], "its last three");
+        assert_eq!(log.recent().len(), 4);
+
+        let big = AuditLog::in_memory(1000);
+        let size = MAX_RECENT_BYTES_PER_TENANT / 4;
+        for _ in 0..10 {
+            big.append(&mut record("big", size));
+        }
+        let kept = big.recent_of("big").len();
+        assert_eq!(
+            kept, 3,
+            "three records of a quarter of the budget fit, not four"
+        );
+        log.forget_tenant("loud");
+        assert!(log.recent_of("loud").is_empty());
     }
 }

@@ -198,7 +198,10 @@ impl Rails {
 
 impl RailHistory {
     /// Remembers a tick's (bounded) recommendation and whether replicas changed; forgets
-    /// recommendations older than `window`.
+    /// recommendations older than `window`, and those a later one at least as high outranks
+    /// for as long as either is in the window (the stabilization looks only at the highest):
+    /// what is kept falls strictly from oldest to newest, so it is never longer than the
+    /// distinct replica counts in the window.
     pub fn record(
         &mut self,
         now: TimestampMs,
@@ -208,6 +211,13 @@ impl RailHistory {
     ) {
         let window = window.as_millis() as u64;
         if window > 0 {
+            while self
+                .recommendations
+                .back()
+                .is_some_and(|(_, r)| *r <= recommendation)
+            {
+                self.recommendations.pop_back();
+            }
             self.recommendations.push_back((now, recommendation));
             while self
                 .recommendations
@@ -271,6 +281,41 @@ mod tests {
         assert_eq!(
             v.replicas, 6,
             "the 9 expired; 4 within the window, then the step limit"
+        );
+    }
+
+    /// The kept history stays short however many ticks fall in the window, and the highest
+    /// recommendation in the window is what keeping every one would give.
+    #[test]
+    fn stabilization_history_is_bounded_and_exact() {
+        let window = Duration::from_secs(300);
+        let mut h = RailHistory::default();
+        let mut all: Vec<(u64, u32)> = Vec::new();
+        for i in 0..100_000u64 {
+            let now = i * 10;
+            // A saw tooth between 2 and 41 replicas, one tick every 10 ms.
+            let recommendation = 2 + ((i * 7919) % 40) as u32;
+            h.record(now, recommendation, false, window);
+            all.push((now, recommendation));
+            if i % 997 == 0 {
+                let naive = all
+                    .iter()
+                    .filter(|(at, _)| at + 300_000 > now)
+                    .map(|(_, r)| *r)
+                    .max();
+                let kept = h
+                    .recommendations
+                    .iter()
+                    .filter(|(at, _)| at + 300_000 > now)
+                    .map(|(_, r)| *r)
+                    .max();
+                assert_eq!(kept, naive, "at tick {i}");
+            }
+        }
+        assert!(
+            h.recommendations.len() <= 40,
+            "{} kept",
+            h.recommendations.len()
         );
     }
 

@@ -1,4 +1,5 @@
-//! Host side of `log`: guest messages into the host log, tagged with tenant and binding.
+//! Host side of `log`: guest messages into the host log (bounded per invocation), tagged with
+//! tenant and binding, and into the invocation's result.
 
 use super::super::bindings::log::{Host, Level};
 use super::super::{GuestLine, GuestStream, Sandbox};
@@ -6,25 +7,13 @@ use super::super::{GuestLine, GuestStream, Sandbox};
 impl Host for Sandbox {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         self.charge(message.len())?;
-        let (tenant, binding) = (&*self.tenant, &*self.binding);
         let stream = match level {
-            Level::Debug => {
-                tracing::debug!(target: "scalehost::guest", tenant, binding, "{message}");
-                GuestStream::Debug
-            }
-            Level::Info => {
-                tracing::info!(target: "scalehost::guest", tenant, binding, "{message}");
-                GuestStream::Info
-            }
-            Level::Warn => {
-                tracing::warn!(target: "scalehost::guest", tenant, binding, "{message}");
-                GuestStream::Warn
-            }
-            Level::Error => {
-                tracing::error!(target: "scalehost::guest", tenant, binding, "{message}");
-                GuestStream::Error
-            }
+            Level::Debug => GuestStream::Debug,
+            Level::Info => GuestStream::Info,
+            Level::Warn => GuestStream::Warn,
+            Level::Error => GuestStream::Error,
         };
+        self.forward_to_host_log(stream, &message);
         self.logs.push(GuestLine { stream, message });
         Ok(())
     }

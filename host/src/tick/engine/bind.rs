@@ -30,6 +30,9 @@ pub(super) struct Checked {
     pub(super) scope: Scope,
 }
 
+/// The longest scale-down stabilization window, as the HPA's `stabilizationWindowSeconds`.
+const MAX_STABILIZATION: Duration = Duration::from_secs(3600);
+
 /// The longest interval between ticks.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 
@@ -286,6 +289,12 @@ impl TickEngine {
                     binding: id.clone(),
                     message: e.to_string(),
                 })?;
+            if target.stabilization_down > MAX_STABILIZATION {
+                return Err(invalid(format!(
+                    "{workload}: stabilization_down must be at most 1h (as the HPA's \
+                     stabilizationWindowSeconds)"
+                )));
+            }
             if target.min_replicas > target.max_replicas {
                 return Err(invalid(format!(
                     "{workload}: min_replicas {} > max_replicas {}",

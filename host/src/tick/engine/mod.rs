@@ -121,22 +121,34 @@ impl TickEngine {
     /// Runs again the power operations a previous run left in flight, each through its
     /// tenant's backend; returns how many.
     pub fn resume_operations(&self) -> Result<usize, crate::store::StateError> {
-        self.operations.resume(|operation| {
-            let binding = self
-                .binding(&operation.tenant, &operation.binding)
-                .ok_or("its binding is gone")?;
-            if !binding.scope.pools.contains(&operation.pool) {
-                return Err(format!(
-                    "its binding no longer powers pool {}",
-                    operation.pool
-                ));
-            }
-            // The backend it was started on, which must still be its tenant's.
-            if binding.scope.tenant.backend != operation.backend {
-                return Err("its tenant moved to another backend".into());
-            }
-            Ok(self.cluster_for(&binding.scope.tenant))
-        })
+        self.operations.resume(
+            |operation| {
+                let binding = self
+                    .binding(&operation.tenant, &operation.binding)
+                    .ok_or("its binding is gone")?;
+                if !binding.scope.pools.contains(&operation.pool) {
+                    return Err(format!(
+                        "its binding no longer powers pool {}",
+                        operation.pool
+                    ));
+                }
+                // The backend it was started on, which must still be its tenant's.
+                if binding.scope.tenant.backend != operation.backend {
+                    return Err("its tenant moved to another backend".into());
+                }
+                Ok(self.cluster_for(&binding.scope.tenant))
+            },
+            |operation| match &operation.backend {
+                // The backend the operation ran on, to settle what it left.
+                Some(name) => self
+                    .backends
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(name)
+                    .map(|(cluster, _)| cluster.clone()),
+                None => Some(self.cluster.clone()),
+            },
+        )
     }
 
     /// Adds or replaces a tenant.
@@ -237,6 +249,7 @@ impl TickEngine {
                 .unwrap_or_else(|p| p.into_inner())
                 .retired = true;
             self.operations.cancel_binding(tenant, name, None);
+            self.operations.take_failures(tenant, name);
         }
         removed
     }
@@ -337,9 +350,23 @@ impl TickEngine {
         let failure = match result {
             Ok(writes) => {
                 record.state_writes = writes;
+                // Power operations of the binding's that failed since its last applied tick
+                // are failed actuations too: they ran off the tick path, so they count here.
+                let operations_failed = self
+                    .operations
+                    .take_failures(&binding.tenant, &binding.name);
                 record.actions = self.apply_intents(binding, &record.intents, now).await;
-                let refused: Vec<String> =
+                let mut refused: Vec<String> =
                     record.actions.iter().filter_map(Action::failure).collect();
+                if let Some((count, last)) = &operations_failed {
+                    refused.push(if *count > 1 {
+                        format!(
+                            "{count} power operations failed since the last tick, the last: {last}"
+                        )
+                    } else {
+                        last.clone()
+                    });
+                }
                 (!refused.is_empty()).then(|| format!("actuation failed: {}", refused.join("; ")))
             }
             Err(error) => {

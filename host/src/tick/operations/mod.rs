@@ -13,9 +13,13 @@
 //!   start) and removed when it ends, so that a host restarted in the middle **resumes** it
 //!   ([`Operations::resume`]) if its binding still owns the pool: every step is safe to repeat,
 //!   and a node is never left cordoned and forgotten;
-//! - a **cancel** drops the step under way, then lets the backend settle what it left
-//!   ([`crate::backends::Actuator::abandon_power`]); new intents for the VM wait meanwhile.
-//!   Removing a binding, or a revision that drops a pool, cancels its operations there;
+//! - a **cancel** is persisted first (a restart settles, never resumes, a cancelled operation),
+//!   then drops the step under way and lets the backend settle what it left
+//!   ([`crate::backends::Actuator::abandon_power`], retried); new intents for the VM wait
+//!   meanwhile. Removing a binding, or a revision that drops a pool, cancels its operations
+//!   there. An operation a restart cannot resume (its binding is gone or no longer owns the
+//!   pool) is settled the same way; one whose settling keeps failing stays persisted, to be
+//!   settled again at the next start;
 //! - `started`, `succeeded`, `failed`, `cancelled` and `resumed` lines go to the audit file, and
 //!   the last [`MAX_FINISHED`] outcomes stay visible beside the operations in flight.
 
@@ -30,6 +34,8 @@ use super::audit::AuditLog;
 use crate::backends::{Clock, Cluster, SystemClock};
 use crate::domain::cluster::{InFlight, PowerProgress, PowerState, TimestampMs};
 use crate::store::{StateError, StateStore};
+
+mod settle;
 
 /// The state-store namespace of operations in flight (a binding's namespace always has a `/`).
 const NAMESPACE: &str = "#operations";
@@ -64,7 +70,15 @@ pub struct Operation {
     pub state: PowerState,
     /// Wall time it started, ms since the epoch.
     pub started_at: TimestampMs,
+    /// Cancelled: what it left is to be settled, never resumed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
+
+/// Attempts at settling what a cancelled or unresumable operation left, and the pause after
+/// the first failed one (doubling).
+const SETTLE_ATTEMPTS: u32 = 3;
+const SETTLE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Operation {
     fn key(&self) -> VmKey {
@@ -153,6 +167,10 @@ pub struct Operations {
     audit: Arc<AuditLog>,
     /// Signalled whenever an operation ends.
     ended: tokio::sync::Notify,
+    /// Per `(tenant, binding)`: how many of its operations failed since its last tick took
+    /// them ([`take_failures`](Self::take_failures)), and the last one's error. A failed
+    /// power operation is a failed actuation of the binding's, counted at its next tick.
+    failures: Mutex<HashMap<(String, String), (u32, String)>>,
 }
 
 impl Operations {
@@ -177,6 +195,7 @@ impl Operations {
             state,
             audit,
             ended: tokio::sync::Notify::new(),
+            failures: Mutex::default(),
         })
     }
 
@@ -206,6 +225,7 @@ impl Operations {
             vm_id: vm_id.to_owned(),
             state,
             started_at: SystemClock.now_ms(),
+            cancelled: false,
         };
         let mut running = self.running();
         if let Some(other) = running.get(&operation.key()) {
@@ -250,6 +270,19 @@ impl Operations {
                     tracing::warn!(id = operation.id, %pool, vm = %vm_id, ?state, %error, "power operation failed")
                 }
             }
+            if let Err(error) = &outcome {
+                let mut failures = operations.failures.lock().unwrap_or_else(|p| p.into_inner());
+                let entry = failures
+                    .entry((operation.tenant.clone(), operation.binding.clone()))
+                    .or_insert((0, String::new()));
+                entry.0 = entry.0.saturating_add(1);
+                entry.1 = format!(
+                    "power operation {} ({} {}) failed: {error}",
+                    operation.id,
+                    doing(&operation, false),
+                    operation.vm_id
+                );
+            }
             // A cancel in the meantime owns the ending.
             if operations.take(&operation, false) {
                 super::io::blocking_io(|| operations.end(
@@ -291,7 +324,21 @@ impl Operations {
     /// Records the end of an operation (claimed with [`take`](Self::take), or a record never
     /// resumed), then takes it out of the running set.
     fn end(&self, operation: &Operation, outcome: &'static str, error: Option<String>) {
-        if let Err(store) = self
+        self.end_keeping(operation, outcome, error, false)
+    }
+
+    /// [`end`](Self::end), but with `keep` the persisted record stays, to be settled again at
+    /// the next start (its settling failed).
+    fn end_keeping(
+        &self,
+        operation: &Operation,
+        outcome: &'static str,
+        error: Option<String>,
+        keep: bool,
+    ) {
+        if keep {
+            tracing::error!(id = operation.id, pool = %operation.pool, vm = %operation.vm_id, "what a power operation left could not be settled; kept to settle at the next start");
+        } else if let Err(store) = self
             .state
             .apply(NAMESPACE, BTreeMap::from([(operation.store_key(), None)]))
         {
@@ -358,63 +405,6 @@ impl Operations {
         });
     }
 
-    /// Runs again every operation a previous run of the host left in flight, through the
-    /// cluster `cluster_of` gives for it; `cluster_of` answers why not when its binding no
-    /// longer owns the pool (or is gone), and the operation is then recorded as failed. Of
-    /// two records for one VM, the newer is resumed. Returns how many were resumed.
-    pub fn resume(
-        self: &Arc<Self>,
-        cluster_of: impl Fn(&Operation) -> Result<Arc<dyn Cluster>, String>,
-    ) -> Result<usize, StateError> {
-        let mut newest: HashMap<VmKey, Operation> = HashMap::new();
-        let mut superseded = Vec::new();
-        for (key, value) in self.state.list(NAMESPACE)? {
-            if key == LAST_ID {
-                continue;
-            }
-            let Ok(operation) = serde_json::from_slice::<Operation>(&value) else {
-                tracing::error!(%key, "a persisted power operation does not decode; dropped");
-                self.state.apply(NAMESPACE, BTreeMap::from([(key, None)]))?;
-                continue;
-            };
-            match newest.remove(&operation.key()) {
-                Some(other) if other.id > operation.id => {
-                    superseded.push(operation);
-                    newest.insert(other.key(), other);
-                }
-                Some(other) => {
-                    superseded.push(other);
-                    newest.insert(operation.key(), operation);
-                }
-                None => {
-                    newest.insert(operation.key(), operation);
-                }
-            }
-        }
-        for operation in superseded {
-            self.end(
-                &operation,
-                "failed",
-                Some("superseded by a newer operation on the VM".into()),
-            );
-        }
-        let mut resumed = 0;
-        for operation in newest.into_values() {
-            match cluster_of(&operation) {
-                Ok(cluster) => {
-                    self.record("resumed", &operation, None);
-                    self.launch(&mut self.running(), cluster, operation);
-                    resumed += 1;
-                }
-                Err(why) => {
-                    tracing::warn!(id = operation.id, %why, "an interrupted power operation is not resumed");
-                    self.end(&operation, "failed", Some(format!("not resumed: {why}")));
-                }
-            }
-        }
-        Ok(resumed)
-    }
-
     /// The operations in flight for `tenant/binding`, oldest first.
     pub fn of_binding(&self, tenant: &str, binding: &str) -> Vec<Operation> {
         let mut found: Vec<Operation> = self
@@ -470,57 +460,13 @@ impl Operations {
             .collect()
     }
 
-    /// Cancels an operation of `tenant/binding` (the binding need not exist any more); false if
-    /// it is not in flight. See the module's rules.
-    pub fn cancel(self: &Arc<Self>, tenant: &str, binding: &str, id: u64) -> bool {
-        self.cancel_where(|o| o.id == id && o.tenant == tenant && o.binding == binding) > 0
-    }
-
-    /// Cancels every operation of `tenant/binding` that `pool` picks (all: `None`); returns how
-    /// many.
-    pub fn cancel_binding(
-        self: &Arc<Self>,
-        tenant: &str,
-        binding: &str,
-        pool: Option<&str>,
-    ) -> usize {
-        self.cancel_where(|o| {
-            o.tenant == tenant && o.binding == binding && pool.is_none_or(|p| o.pool == p)
-        })
-    }
-
-    fn cancel_where(self: &Arc<Self>, pick: impl Fn(&Operation) -> bool) -> usize {
-        let mut cancelled = Vec::new();
-        for entry in self.running().values_mut() {
-            if entry.cancelling || entry.ending || !pick(&entry.operation) {
-                continue;
-            }
-            entry.cancelling = true;
-            entry.abort.abort();
-            cancelled.push((entry.operation.clone(), entry.cluster.clone()));
-        }
-        let count = cancelled.len();
-        for (operation, cluster) in cancelled {
-            let operations = self.clone();
-            tokio::spawn(async move {
-                let (pool, vm_id, state) = (&operation.pool, &operation.vm_id, operation.state);
-                let settled = cluster.abandon_power(pool, vm_id, state).await;
-                if let Err(error) = &settled {
-                    tracing::error!(id = operation.id, %pool, vm = %vm_id, %error, "cannot settle a cancelled power operation");
-                }
-                if !operations.take(&operation, true) {
-                    return;
-                }
-                super::io::blocking_io(|| {
-                    operations.end(
-                        &operation,
-                        "cancelled",
-                        settled.err().map(|e| format!("settling what it left: {e}")),
-                    )
-                });
-            });
-        }
-        count
+    /// How many of `tenant/binding`'s operations failed since the last call, and the last
+    /// one's error; the count is reset.
+    pub fn take_failures(&self, tenant: &str, binding: &str) -> Option<(u32, String)> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(tenant.to_owned(), binding.to_owned()))
     }
 
     /// Waits until no operation is in flight (tests, and a host shutting down).
