@@ -15,8 +15,9 @@ use scalehost::backends::simulated::{
     LoadSpec, NodeSpec, SimSpec, SimWorkloadSpec, SimulatedCluster,
 };
 use scalehost::domain::cluster::WorkloadKind;
+use scalehost::domain::principal::Principal;
 use scalehost::domain::scope::{Scope, TenantSpec};
-use scalehost::registry::{Owner, PluginRegistry};
+use scalehost::registry::PluginRegistry;
 use scalehost::runtime::{Access, CompiledPolicy, EngineConfig, Limits, PolicyEngine, StagedState};
 use scalehost::store::StateStore;
 
@@ -157,7 +158,7 @@ fn main() {
                 .collect(),
         );
         let digest = registry
-            .add(&bytes, None, None, Owner::Admin)
+            .add(&bytes, None, None, Principal::Admin)
             .expect("stored")
             .record
             .digest;

@@ -27,13 +27,10 @@ use crate::domain::cluster::{
     WorkloadKind, WorkloadRef, WorkloadStatus,
 };
 
-pub(crate) const MINUTE_MS: u64 = 60_000;
+pub(crate) use crate::domain::trace::MINUTE_MS;
 /// CPU request of one replica: usage is reported relative to it.
 pub const CPU_REQUEST_MILLIS: u64 = 1000;
-/// Usage may burst to this multiple of the Ready replicas' requests (as in the simulated cluster).
-const CPU_BURST: f64 = 2.0;
-/// Pushed events are kept this long.
-const EVENT_RETENTION_MS: u64 = 3_600_000;
+use crate::backends::simulated::{CPU_BURST, EVENT_RETENTION_MS};
 
 /// The workload every backtest scales.
 pub fn workload() -> WorkloadRef {

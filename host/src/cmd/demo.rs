@@ -24,7 +24,7 @@ pub const DEMO_CONFIG: &str = include_str!("demo.toml");
 /// Where the NASA trace is, seen from the repository root.
 pub const DEFAULT_TRACE: &str = "data/traces/nasa_http_1995/nasa_http_1995_per_minute.csv";
 
-const MINUTE_MS: u64 = 60_000;
+use crate::domain::trace::MINUTE_MS;
 const DAY_MS: u64 = 86_400_000;
 /// Virtual time between two looks at which bindings are due.
 const STEP_MS: u64 = 1_000;

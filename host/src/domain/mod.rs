@@ -4,10 +4,12 @@
 //!   as the host sees them (the types shared with the SDK come from `scalehost-types`);
 //! - [`scope`]: a tenant's grants and what one binding may read and act on;
 //! - [`trace`]: per-minute request traces for the simulated cluster and backtests;
+//! - [`principal`]: who calls the API and owns what it uploads;
 //! - [`duration`]: `"15s"`-style durations in configs.
 
 pub mod cluster;
 pub mod duration;
+pub mod principal;
 pub mod query;
 pub mod scope;
 pub mod trace;

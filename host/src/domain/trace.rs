@@ -5,6 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+/// One minute in milliseconds: a trace has one row per minute.
+pub const MINUTE_MS: u64 = 60_000;
+
 /// Why a trace could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {

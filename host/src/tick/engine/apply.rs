@@ -61,7 +61,15 @@ impl TickEngine {
                             *state,
                         )
                     }) {
-                        Started::New(id) | Started::Joined(id) => (Some(id), None),
+                        Started::New(id) => {
+                            // A removal or a swap that dropped the pool between the check and
+                            // the start cancelled what the binding had then, not this one.
+                            if !self.still_owns(binding, |s| s.pools.contains(pool)) {
+                                self.operations.cancel(&binding.tenant, &binding.name, id);
+                            }
+                            (Some(id), None)
+                        }
+                        Started::Joined(id) => (Some(id), None),
                         Started::Waiting { id, state } => (
                             None,
                             Some(format!(

@@ -22,54 +22,16 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::Component;
 
+use crate::domain::principal::Principal;
 use crate::runtime::{CompileError, CompiledPolicy, PolicyEngine, digest_of};
 
-const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+mod files;
+mod records;
+
+use records::{PLUGINS, Stored, check_labels, db_error};
 
 /// Default largest component accepted, bytes.
 pub const DEFAULT_MAX_PLUGIN_BYTES: usize = 64 << 20;
-
-/// Who uploaded a plugin. The admin's plugins are shared with every tenant; a tenant's are
-/// visible to that tenant only (the same bytes uploaded by two tenants are stored once).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
-    /// The operator.
-    Admin,
-    /// A tenant.
-    Tenant(String),
-}
-
-/// A record with who may see it, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Stored {
-    #[serde(flatten)]
-    record: PluginRecord,
-    /// Uploaded by the admin: visible to all.
-    shared: bool,
-    /// Tenants that uploaded it.
-    tenants: Vec<String>,
-}
-
-impl Stored {
-    fn visible_to(&self, owner: &Owner) -> bool {
-        match owner {
-            Owner::Admin => true,
-            Owner::Tenant(t) => self.shared || self.tenants.contains(t),
-        }
-    }
-
-    fn claim(&mut self, owner: &Owner) {
-        match owner {
-            Owner::Admin => self.shared = true,
-            Owner::Tenant(t) if !self.tenants.contains(t) => self.tenants.push(t.clone()),
-            Owner::Tenant(_) => {}
-        }
-    }
-
-    fn unclaimed(&self) -> bool {
-        !self.shared && self.tenants.is_empty()
-    }
-}
 
 /// A stored plugin, as the API reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,10 +139,6 @@ pub enum RegistryError {
     },
 }
 
-fn db_error(operation: &'static str) -> impl Fn(redb::Error) -> RegistryError {
-    move |source| RegistryError::Db { operation, source }
-}
-
 /// Where and how plugins are stored; see the module docs.
 ///
 /// Compiled policies are cached in memory by digest: each digest is compiled (or its artifact
@@ -286,7 +244,7 @@ impl PluginRegistry {
         bytes: &[u8],
         name: Option<String>,
         version: Option<String>,
-        owner: Owner,
+        owner: Principal,
     ) -> Result<Added, RegistryError> {
         if bytes.len() > self.max_bytes {
             return Err(RegistryError::TooLarge {
@@ -353,7 +311,11 @@ impl PluginRegistry {
     }
 
     /// The record of `digest`, if `owner` may see it.
-    pub fn get(&self, digest: &str, owner: &Owner) -> Result<Option<PluginRecord>, RegistryError> {
+    pub fn get(
+        &self,
+        digest: &str,
+        owner: &Principal,
+    ) -> Result<Option<PluginRecord>, RegistryError> {
         Ok(self
             .stored(digest)?
             .filter(|s| s.visible_to(owner))
@@ -361,7 +323,7 @@ impl PluginRegistry {
     }
 
     /// Every record `owner` may see, by digest.
-    pub fn list(&self, owner: &Owner) -> Result<Vec<PluginRecord>, RegistryError> {
+    pub fn list(&self, owner: &Principal) -> Result<Vec<PluginRecord>, RegistryError> {
         Ok(self
             .all()?
             .into_iter()
@@ -372,7 +334,7 @@ impl PluginRegistry {
 
     /// The digest a reference names for `owner`: `sha256:<hex>` as is (if stored and visible),
     /// or `name@version`.
-    pub fn resolve(&self, reference: &str, owner: &Owner) -> Result<String, RegistryError> {
+    pub fn resolve(&self, reference: &str, owner: &Principal) -> Result<String, RegistryError> {
         if let Some(hex) = reference.strip_prefix("sha256:") {
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(RegistryError::BadReference(reference.to_owned()));
@@ -436,27 +398,27 @@ impl PluginRegistry {
     }
 
     /// Whether `owner` holds the only claim on `digest` (its release would delete it).
-    pub fn claimed_only_by(&self, digest: &str, owner: &Owner) -> Result<bool, RegistryError> {
+    pub fn claimed_only_by(&self, digest: &str, owner: &Principal) -> Result<bool, RegistryError> {
         Ok(self.stored(digest)?.is_some_and(|s| match owner {
-            Owner::Admin => s.shared && s.tenants.is_empty(),
-            Owner::Tenant(t) => !s.shared && s.tenants == [t.clone()],
+            Principal::Admin => s.shared && s.tenants.is_empty(),
+            Principal::Tenant(t) => !s.shared && s.tenants == [t.clone()],
         }))
     }
 
     /// Drops `owner`'s claim on a plugin (the admin drops every claim); the record, bytes and
     /// artifact go with the last claim. The caller checks that nothing binds it.
-    pub fn release(&self, digest: &str, owner: &Owner) -> Result<(), RegistryError> {
+    pub fn release(&self, digest: &str, owner: &Principal) -> Result<(), RegistryError> {
         let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let mut stored = self
             .stored(digest)?
             .filter(|s| s.visible_to(owner))
             .ok_or_else(|| RegistryError::NotFound(digest.to_owned()))?;
         match owner {
-            Owner::Admin => {
+            Principal::Admin => {
                 stored.shared = false;
                 stored.tenants.clear();
             }
-            Owner::Tenant(t) => stored.tenants.retain(|x| x != t),
+            Principal::Tenant(t) => stored.tenants.retain(|x| x != t),
         }
         if !stored.unclaimed() {
             return self.put(&stored);
@@ -487,45 +449,6 @@ impl PluginRegistry {
             }
         }
         Ok(())
-    }
-
-    fn stored(&self, digest: &str) -> Result<Option<Stored>, RegistryError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| db_error("read")(e.into()))?;
-        let table = txn
-            .open_table(PLUGINS)
-            .map_err(|e| db_error("read")(e.into()))?;
-        let value = table.get(digest).map_err(|e| db_error("read")(e.into()))?;
-        value
-            .map(|v| decode(v.value()))
-            .transpose()
-            .map_err(|message| RegistryError::Damaged {
-                digest: digest.to_owned(),
-                message,
-            })
-    }
-
-    fn all(&self) -> Result<Vec<Stored>, RegistryError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| db_error("read")(e.into()))?;
-        let table = txn
-            .open_table(PLUGINS)
-            .map_err(|e| db_error("read")(e.into()))?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| db_error("read")(e.into()))? {
-            let (key, value) = entry.map_err(|e| db_error("read")(e.into()))?;
-            out.push(
-                decode(value.value()).map_err(|message| RegistryError::Damaged {
-                    digest: key.value().to_owned(),
-                    message,
-                })?,
-            );
-        }
-        Ok(out)
     }
 
     fn cached(&self, digest: &str) -> Option<Arc<CompiledPolicy>> {
@@ -576,106 +499,6 @@ impl PluginRegistry {
         self.write_files(digest, bytes, &policy)?;
         Ok(self.keep(digest, Arc::new(policy)))
     }
-
-    /// Writes the bytes and the compiled artifact, each durably.
-    fn write_files(
-        &self,
-        digest: &str,
-        bytes: &[u8],
-        policy: &CompiledPolicy,
-    ) -> Result<(), RegistryError> {
-        let artifact = policy.serialize().map_err(|e| RegistryError::Damaged {
-            digest: digest.to_owned(),
-            message: format!("cannot serialize the compiled component: {e}"),
-        })?;
-        write_durably(&self.blob_path(digest), bytes)?;
-        write_durably(&self.artifact_path(digest), &artifact)
-    }
-
-    #[expect(
-        unsafe_code,
-        reason = "wasmtime can only load compiled code through an unsafe deserialize"
-    )]
-    fn deserialize(&self, path: &Path) -> Result<Component, wasmtime::Error> {
-        // SAFETY: the file is one this host wrote from `Component::serialize` into its own data
-        // dir (never from an upload) and is named by the engine's compatibility hash; wasmtime
-        // also checks its header and refuses artifacts of another engine configuration.
-        unsafe { Component::deserialize_file(self.runtime.engine(), path) }
-    }
-
-    fn hex(digest: &str) -> &str {
-        digest.strip_prefix("sha256:").unwrap_or(digest)
-    }
-
-    fn blob_path(&self, digest: &str) -> PathBuf {
-        self.blobs.join(format!("{}.wasm", Self::hex(digest)))
-    }
-
-    fn artifact_path(&self, digest: &str) -> PathBuf {
-        self.artifacts
-            .join(format!("{}-{}.cwasm", Self::hex(digest), self.engine_key))
-    }
-
-    fn put(&self, stored: &Stored) -> Result<(), RegistryError> {
-        let json = serde_json::to_vec(stored).unwrap_or_default();
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| db_error("write")(e.into()))?;
-        {
-            let mut table = txn
-                .open_table(PLUGINS)
-                .map_err(|e| db_error("write")(e.into()))?;
-            table
-                .insert(stored.record.digest.as_str(), json.as_slice())
-                .map_err(|e| db_error("write")(e.into()))?;
-        }
-        txn.commit().map_err(|e| db_error("write")(e.into()))
-    }
-}
-
-fn decode(bytes: &[u8]) -> Result<Stored, String> {
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
-}
-
-fn check_labels(name: Option<&str>, version: Option<&str>) -> Result<(), RegistryError> {
-    const NAME_RULE: &str = "1 to 63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit";
-    const VERSION_RULE: &str = "1 to 64 of A-Z, a-z, 0-9, '-', '_', '.', '+'";
-    if let Some(name) = name {
-        let ok = (1..=63).contains(&name.len())
-            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
-        if !ok {
-            return Err(RegistryError::Label {
-                field: "name",
-                value: name.to_owned(),
-                rule: NAME_RULE,
-            });
-        }
-    }
-    if let Some(version) = version {
-        let ok = (1..=64).contains(&version.len())
-            && version
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b));
-        if !ok {
-            return Err(RegistryError::Label {
-                field: "version",
-                value: version.to_owned(),
-                rule: VERSION_RULE,
-            });
-        }
-        if name.is_none() {
-            return Err(RegistryError::Label {
-                field: "version",
-                value: version.to_owned(),
-                rule: "a version needs a name",
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Now, Unix milliseconds (wall clock: records are about the real world).
@@ -729,7 +552,7 @@ mod tests {
             .waiting
             .store(COMPILE_QUEUE, std::sync::atomic::Ordering::SeqCst);
         let refused = registry
-            .add(b"\0asm not really", None, None, Owner::Admin)
+            .add(b"\0asm not really", None, None, Principal::Admin)
             .expect_err("busy");
         assert!(
             matches!(refused, RegistryError::CompilerBusy { waiting } if waiting == COMPILE_QUEUE),

@@ -1,0 +1,134 @@
+//! Who is calling: bearer tokens (random, stored hashed, compared in constant time), and what a principal may touch.
+
+use super::*;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct TokenRecord {
+    pub(super) id: String,
+    /// Hex sha256 of the token.
+    pub(super) sha256: String,
+    pub(super) created_at: u64,
+}
+
+pub(super) fn sha256(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+/// A fresh token `sht_<64 hex>` from the OS's randomness, and what is stored of it.
+pub(super) fn new_token(tenant: &str) -> (String, TokenRecord) {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).expect("the OS provides randomness");
+    let token = format!("sht_{}", hex::encode(secret));
+    let digest = sha256(&token);
+    let record = TokenRecord {
+        // Not secret: names the token for revocation.
+        id: format!("{tenant}-{}", &hex::encode(Sha256::digest(digest))[..12]),
+        sha256: hex::encode(digest),
+        created_at: unix_ms(),
+    };
+    (token, record)
+}
+
+pub(super) fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+impl Control {
+    /// Who presents `token`: compared by sha256, in constant time, against the admin token and
+    /// every tenant token (all are compared, whatever matches first).
+    pub fn authenticate(&self, token: &str) -> Result<Option<Principal>, ControlError> {
+        let presented = sha256(token);
+        let mut found = None;
+        if let Some(admin) = &self.admin_token_sha256
+            && bool::from(admin.ct_eq(&presented))
+        {
+            found = Some(Principal::Admin);
+        }
+        for record in self.tenant_records()?.into_values() {
+            for stored in &record.tokens {
+                let Ok(stored) =
+                    <[u8; 32]>::try_from(hex::decode(&stored.sha256).unwrap_or_default())
+                else {
+                    continue;
+                };
+                if bool::from(stored.ct_eq(&presented)) && found.is_none() {
+                    found = Some(Principal::Tenant(record.spec.name.clone()));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Refuses a principal outside `tenant` with "not found", so that tenants cannot probe
+    /// each other's names.
+    pub fn authorize(&self, who: &Principal, tenant: &str) -> Result<(), ControlError> {
+        match who {
+            Principal::Admin => Ok(()),
+            Principal::Tenant(own) if own == tenant => Ok(()),
+            Principal::Tenant(_) => Err(ControlError::NotFound(format!("no tenant {tenant}"))),
+        }
+    }
+
+    pub(super) fn admin_only(who: &Principal, what: &str) -> Result<(), ControlError> {
+        match who {
+            Principal::Admin => Ok(()),
+            Principal::Tenant(_) => Err(ControlError::Forbidden(format!(
+                "only the admin may {what}"
+            ))),
+        }
+    }
+
+    // ----- tenants -----
+
+    /// Issues another token for a tenant (admin, or the tenant itself).
+    pub fn issue_token(&self, who: &Principal, tenant: &str) -> Result<IssuedToken, ControlError> {
+        self.authorize(who, tenant)?;
+        let _change = self.lock();
+        let mut record = self.existing_tenant(tenant)?;
+        let (token, token_record) = new_token(tenant);
+        record.tokens.push(token_record.clone());
+        self.put_tenant(&record)?;
+        Ok(IssuedToken {
+            tenant: tenant.to_owned(),
+            id: token_record.id,
+            token,
+        })
+    }
+
+    /// Revokes a token (admin, or the tenant itself).
+    pub fn revoke_token(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        id: &str,
+    ) -> Result<(), ControlError> {
+        self.authorize(who, tenant)?;
+        let _change = self.lock();
+        let mut record = self.existing_tenant(tenant)?;
+        let before = record.tokens.len();
+        record.tokens.retain(|t| t.id != id);
+        if record.tokens.len() == before {
+            return Err(ControlError::NotFound(format!("no token {id}")));
+        }
+        self.put_tenant(&record)
+    }
+
+    // ----- pushed events -----
+}
