@@ -6,7 +6,7 @@
 //! [`Control`](crate::control::Control) (off the async workers when it compiles or validates),
 //! and map its errors to statuses ([`error`]).
 
-pub mod error;
+pub(crate) mod error;
 mod handlers;
 
 use std::sync::Arc;

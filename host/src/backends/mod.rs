@@ -5,7 +5,7 @@
 //! [`simulated::SimulatedCluster`]. Every call is async and never blocks a runtime thread: the
 //! in-memory backends answer at once, the real ones await their HTTP clients.
 
-pub mod events;
+pub(crate) mod events;
 pub mod kubernetes;
 pub mod prometheus;
 pub(crate) mod promql;

@@ -5,6 +5,6 @@
 //! `cmd::simulate`.
 
 pub mod baselines;
-pub mod replay;
-pub mod report;
+pub(crate) mod replay;
+pub(crate) mod report;
 pub mod run;

@@ -10,7 +10,7 @@
 pub mod cluster;
 pub mod duration;
 pub mod principal;
-pub mod query;
+pub(crate) mod query;
 pub mod scope;
 pub mod trace;
 
