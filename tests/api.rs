@@ -1095,6 +1095,7 @@ async fn a_live_swap_misses_no_tick_runs_none_twice_and_keeps_state() {
     )
     .await;
     assert_eq!(put.0, StatusCode::CREATED, "{}", put.1);
+    let bound_at = std::time::Instant::now();
     // Let the old revision tick, swap, let the new one tick.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let swap = call(
@@ -1120,6 +1121,7 @@ async fn a_live_swap_misses_no_tick_runs_none_twice_and_keeps_state() {
         .and_then(|r| r["seq"].as_u64())
         .expect("ticks before the swap");
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    let observed = bound_at.elapsed();
     let (_, paused) = call(
         &router,
         Method::POST,
@@ -1194,8 +1196,16 @@ async fn a_live_swap_misses_no_tick_runs_none_twice_and_keeps_state() {
             "ticks {gap} ms apart in {times:?}"
         );
     }
-    // Exactly one tick per interval over the span they cover, none missed, none doubled.
+    // Exactly one tick per interval over the span they cover, none missed, none doubled; and
+    // the span covers the whole time the binding ran: its first tick within its phase (under
+    // one interval) and its last within an interval of the pause, so a binding that stopped
+    // ticking after the swap fails here.
     let span = times[times.len() - 1] - times[0];
+    let window = observed.as_millis() as u64;
+    assert!(
+        span + 250 >= window,
+        "the ticks span {span} ms of the {window} ms the binding ran: {times:?}"
+    );
     assert_eq!(
         records.len() as u64,
         (span + 50) / 100 + 1,

@@ -441,7 +441,7 @@ impl WarmPolicy {
         let sandbox = self.store.data_mut();
         sandbox.host_calls = 0;
         sandbox.bytes = 0;
-        sandbox.intents.clear();
+        sandbox.clear_intents();
         match call_export(&mut self.store, &self.instance, Export::Tick, config).await {
             Ok(result) => result,
             Err(error) => Err(InvocationError::Trap(one_line(&error))),

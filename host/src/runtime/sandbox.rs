@@ -359,6 +359,12 @@ impl Sandbox {
         }
     }
 
+    /// Forgets the intents recorded so far (a warm instance called again).
+    pub(crate) fn clear_intents(&mut self) {
+        self.intents.clear();
+        self.intent_index.clear();
+    }
+
     /// The replicas this tick's intents so far ask of `target`, if any.
     pub(crate) fn requested_of(&self, target: &WorkloadRef) -> Option<u32> {
         let at = *self.intent_index.get(&IntentKey::Scale(target.clone()))?;

@@ -67,11 +67,14 @@ impl InstanceShares {
         }
     }
 
+    /// Permits of `tenant`'s share and of the pool, awaited within `wait`; with them, whether
+    /// the pool (not the tenant's share) is what kept the caller waiting longer.
     pub(crate) async fn acquire(
         &self,
         tenant: &str,
         wait: Duration,
-    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), Busy> {
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit, bool), Busy> {
+        let started = tokio::time::Instant::now();
         let share = self
             .tenants
             .lock()
@@ -97,8 +100,10 @@ impl InstanceShares {
                 )
             })?
             .expect("shares are never closed");
+        let share_waited = started.elapsed();
         let pool_permit = self.pool_permit(deadline, wait).await?;
-        Ok((tenant_permit, pool_permit))
+        let pool_waited = started.elapsed() - share_waited;
+        Ok((tenant_permit, pool_permit, pool_waited > share_waited))
     }
 
     /// A permit of the host's pool alone, awaited until `deadline`.

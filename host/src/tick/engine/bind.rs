@@ -2,6 +2,7 @@
 //! its config validated by the policy itself, then installed as a new revision.
 
 use super::*;
+use crate::runtime::{Limits, ValidateError};
 
 /// What [`TickEngine::bind_with`] installs beside the spec.
 #[derive(Default)]
@@ -176,22 +177,37 @@ impl TickEngine {
             binding: checked.id.clone(),
             message,
         };
+        // One deadline from here: the wait for an instance spends it too.
+        let waiting = std::time::Instant::now();
         let _permit = self
             .shares
             .acquire_for_check(&spec.tenant, spec.limits.deadline)
             .await
             .map_err(|e| refused(e.to_string()))?;
         let staged = StagedState::new(self.state.clone(), namespace(&spec.tenant, &spec.name));
+        let limits = Limits {
+            deadline: spec.limits.deadline.saturating_sub(waiting.elapsed()),
+            ..spec.limits
+        };
         policy
             .validate_config(
                 &spec.config.to_string(),
-                spec.limits,
+                limits,
                 spec.tenant.as_str().into(),
                 spec.name.as_str().into(),
                 self.clock_for(&checked.scope.tenant).now_ms(),
                 staged,
             )
             .await
+            .map_err(|e| match e {
+                // Said as the binding's deadline, which is what ran out.
+                ValidateError::Failed(InvocationError::Deadline(_)) => {
+                    ValidateError::Failed(InvocationError::Deadline(
+                        crate::domain::duration::format(spec.limits.deadline),
+                    ))
+                }
+                other => other,
+            })
             .map_err(|e| refused(crate::domain::display_chain(&e)))
     }
 

@@ -24,6 +24,7 @@ use crate::store::{StateStore, namespace, shadow_namespace};
 
 mod apply;
 mod bind;
+mod shadow;
 
 pub use super::error::BindError;
 pub(crate) use super::shares::InstanceShares;
@@ -453,47 +454,6 @@ impl TickEngine {
         record
     }
 
-    /// Runs the shadow revision on the same instant, dry: its state is committed under its own
-    /// namespace, its intents only recorded.
-    async fn tick_shadow(
-        &self,
-        binding: &Binding,
-        shadow: &Shadow,
-        now: TimestampMs,
-        state_epoch: u64,
-        previous: Option<Arc<LastApplied>>,
-    ) -> ShadowRecord {
-        let invocation = self
-            .invoke(
-                binding,
-                Revision {
-                    policy: &shadow.policy,
-                    config_json: &shadow.config_json,
-                    limits: shadow.spec.limits,
-                    scope: &shadow.scope,
-                    state: shadow_namespace(&binding.tenant, &binding.name),
-                    previous,
-                },
-                now,
-            )
-            .await;
-        let result = match invocation.result {
-            Ok(()) => commit_gated(binding, state_epoch, invocation.state)
-                .await
-                .map_err(Refused::into_error),
-            Err(error) => Err(error),
-        };
-        ShadowRecord {
-            plugin: shadow.policy.digest().to_owned(),
-            revision: shadow.revision,
-            outcome: match result {
-                Ok(_) => Outcome::Ok,
-                Err(error) => Outcome::Failed { error },
-            },
-            intents: invocation.intents,
-        }
-    }
-
     /// Invokes one revision of `binding` at `now` on its tenant's share of instances: with
     /// the tenant's backend and the revision's grants, its state staged over `revision.state`.
     async fn invoke(
@@ -503,11 +463,13 @@ impl TickEngine {
         now: TimestampMs,
     ) -> Invocation {
         let staged = StagedState::new(self.state.clone(), revision.state);
+        // One deadline from here: the wait for an instance spends it too.
+        let waiting = std::time::Instant::now();
         let permits = self
             .shares
             .acquire(&binding.tenant, revision.limits.deadline)
             .await;
-        let _permits = match permits {
+        let (_share, _pool, pool_kept_waiting) = match permits {
             Ok(permits) => permits,
             Err(busy) => {
                 let why = if busy.host_wide() {
@@ -529,18 +491,52 @@ impl TickEngine {
             }),
             host_node: self.host_node.clone(),
         };
-        revision
+        let waited = waiting.elapsed();
+        let deadline = revision.limits.deadline;
+        // An instance had only at the very end of the deadline leaves the tick no time to run:
+        // it fails as the wait it was (for the tenant's share, or the host's pool), not as a
+        // deadline a policy ran out of, and gives the instance back at once.
+        if waited * 10 >= deadline * 9 {
+            let why = format!(
+                "waited {} of its {} deadline for a sandbox instance ({} in use); the tick did not run",
+                crate::domain::duration::format(waited),
+                crate::domain::duration::format(deadline),
+                if pool_kept_waiting {
+                    "the host's pool"
+                } else {
+                    "the tenant's share"
+                }
+            );
+            return Invocation::refused(
+                if pool_kept_waiting {
+                    InvocationError::Overloaded(why)
+                } else {
+                    InvocationError::Busy(why)
+                },
+                staged,
+            );
+        }
+        let limits = crate::runtime::Limits {
+            deadline: deadline - waited,
+            ..revision.limits
+        };
+        let mut invocation = revision
             .policy
             .tick(
                 revision.config_json,
-                revision.limits,
+                limits,
                 binding.tenant.clone(),
                 binding.name.clone(),
                 now,
                 access,
                 staged,
             )
-            .await
+            .await;
+        // Said as the binding's deadline, which is what ran out.
+        if let Err(InvocationError::Deadline(deadline)) = &mut invocation.result {
+            *deadline = crate::domain::duration::format(revision.limits.deadline);
+        }
+        invocation
     }
 }
 
