@@ -490,7 +490,7 @@ async fn an_overloaded_host_fails_a_tick_without_counting_it_toward_the_fallback
     for i in 0..2 {
         let mut spec = fixture_binding(&format!("spin-{i}"), "endless-loop", json!({}), vec![]);
         spec.tenant = "hog".into();
-        spec.limits.deadline = Duration::from_secs(2);
+        spec.limits.deadline = Duration::from_secs(5);
         let binding = engine.bind(spec, fixture()).await.expect("binds");
         let engine = engine.clone();
         spins.push(tokio::spawn(async move { engine.tick(&binding).await }));
@@ -507,7 +507,19 @@ async fn an_overloaded_host_fails_a_tick_without_counting_it_toward_the_fallback
     assert_eq!(record.consecutive_failures, 0);
     assert_eq!(record.fallback, None, "no fallback for the host's overload");
     assert_eq!(victim.health().consecutive_failures, 0);
+    assert_eq!(victim.health().consecutive_overloaded, 1);
     assert_eq!(sim.workload(&api()).await.expect("status").replicas, 4);
+    // An outage of it is a reason, though: at ten times its own patience (here 10 ticks in a
+    // row) the binding falls back.
+    for n in 2..10 {
+        let record = engine.tick(&victim).await;
+        assert!(failure(&record.outcome).is_host_overload());
+        assert_eq!(record.fallback, None, "tick {n}");
+    }
+    let tenth = engine.tick(&victim).await;
+    assert!(failure(&tenth.outcome).is_host_overload());
+    assert_eq!(tenth.fallback.as_deref(), Some("fixed 7"), "{tenth:?}");
+    assert_eq!(sim.workload(&api()).await.expect("status").replicas, 7);
     for spin in spins {
         spin.await.expect("ticks");
     }

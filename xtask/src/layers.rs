@@ -70,12 +70,16 @@ pub fn check(root: &Path) -> Result<()> {
         }
     }
 
+    // Names the crate root re-exports (`crate::Host`, `crate::display_chain`) stand for the
+    // module they come from.
+    let root_exports = root_reexports(&src.join("lib.rs"))?;
     // Top-level edges.
     let mut seen = BTreeSet::new();
     for (from, to, file) in &edges {
         let (Some(a), Some(b)) = (from.first(), to.first()) else {
             continue;
         };
+        let b = root_exports.get(b).unwrap_or(b);
         if a == b || !roots.contains(b) {
             continue;
         }
@@ -125,6 +129,31 @@ pub fn check(root: &Path) -> Result<()> {
         "{} layering problem(s); see host/layers.toml and docs/architecture.md",
         problems.len()
     )
+}
+
+/// `lib.rs`'s `pub use module::…::Name` items: Name → module.
+fn root_reexports(lib: &Path) -> Result<BTreeMap<String, String>> {
+    let text =
+        std::fs::read_to_string(lib).with_context(|| format!("cannot read {}", lib.display()))?;
+    let tokens = tokenize(&blank_comments_and_strings(&text));
+    let mut map = BTreeMap::new();
+    let mut i = 0;
+    while i + 1 < tokens.len() {
+        if tokens[i] == "pub" && tokens[i + 1] == "use" {
+            let (paths, next) = path_tree(&tokens, i + 2);
+            for path in paths {
+                if let (Some(module), Some(name)) = (path.first(), path.last())
+                    && path.len() > 1
+                {
+                    map.insert(name.clone(), module.clone());
+                }
+            }
+            i = next;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(map)
 }
 
 fn read_rules(path: &Path) -> Result<Rules> {

@@ -87,6 +87,7 @@ impl From<ControlError> for ApiError {
             ControlError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ControlError::Bind(bind) => match bind {
                 BindError::Config { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
+                BindError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
                 BindError::UnknownTenant { .. } => (StatusCode::NOT_FOUND, "not_found"),
                 BindError::TargetTaken { .. } => (StatusCode::CONFLICT, "conflict"),
                 BindError::OutOfScope { .. } => (StatusCode::FORBIDDEN, "out_of_scope"),

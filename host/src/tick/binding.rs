@@ -161,8 +161,11 @@ pub struct Health {
     pub failed_ticks: u64,
     /// Ticks that succeeded but whose actuation a backend refused.
     pub failed_actuations: u64,
-    /// Failures in a row now, of either kind.
+    /// Failures in a row now, of either kind (the host's overload not counted).
     pub consecutive_failures: u32,
+    /// Ticks in a row that failed because the host was overloaded: not the binding's fault,
+    /// but visible, and a long enough run of them falls back too.
+    pub consecutive_overloaded: u32,
     /// True from the fallback until the next successful tick.
     pub failing: bool,
     /// The latest failure.

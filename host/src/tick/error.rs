@@ -49,4 +49,13 @@ pub enum BindError {
         /// The policy's own message (or why its check failed).
         message: String,
     },
+    /// The config could not be checked now: no sandbox instance was free for its check in
+    /// time. Nothing is wrong with it; the same request may succeed later.
+    #[error("binding {binding}: its config could not be checked now: {message}; try again")]
+    Busy {
+        /// The binding.
+        binding: String,
+        /// Which allowance was in use.
+        message: String,
+    },
 }

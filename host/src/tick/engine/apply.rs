@@ -259,3 +259,36 @@ pub(super) fn power_word(state: PowerState) -> &'static str {
         PowerState::Off => "off",
     }
 }
+
+/// Commits a tick's staged state unless the binding was removed or its state cleared while
+/// the tick ran. The check and the queueing happen under the binding's commit gate, so a
+/// removal or a clearing (which take the gate, then queue their own writes) is ordered after
+/// a commit that passed it; the wait for durability happens outside it.
+pub(super) async fn commit_gated(
+    binding: &Binding,
+    state_epoch: u64,
+    state: StagedState,
+) -> Result<usize, Refused> {
+    let durable = {
+        let gate = binding.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if gate.retired {
+            return Err(Refused::Discarded(InvocationError::State(
+                "the binding was removed while the tick ran; nothing applied".into(),
+            )));
+        }
+        if gate.state_epoch != state_epoch {
+            return Err(Refused::Discarded(InvocationError::State(
+                "the binding's state was cleared while the tick ran; nothing applied".into(),
+            )));
+        }
+        state.commit_async()
+    };
+    durable.await.map_err(|e| {
+        let message = crate::domain::display_chain(&e);
+        Refused::Failed(match e {
+            // Other tenants' writes fill the committer's queue: the host's overload.
+            crate::store::StateError::Busy(_) => InvocationError::Overloaded(message),
+            _ => InvocationError::State(message),
+        })
+    })
+}

@@ -149,18 +149,25 @@ impl TickEngine {
             health,
             last_applied,
         });
-        if let Some(old) = bindings.get(&key) {
-            for pool in old
-                .scope
-                .pools
-                .iter()
-                .filter(|p| !binding.scope.pools.contains(p))
-            {
-                self.operations
-                    .cancel_binding(&binding.tenant, &binding.name, Some(pool));
-            }
-        }
+        let dropped_pools: Vec<String> = bindings
+            .get(&key)
+            .map(|old| {
+                old.scope
+                    .pools
+                    .iter()
+                    .filter(|p| !binding.scope.pools.contains(p))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         bindings.insert(key, binding.clone());
+        // Cancels persist (a store commit): not under the engine's bindings lock, which every
+        // tick and the scheduler take.
+        drop(bindings);
+        for pool in &dropped_pools {
+            self.operations
+                .cancel_binding(&binding.tenant, &binding.name, Some(pool));
+        }
         Ok(binding)
     }
 
@@ -179,14 +186,26 @@ impl TickEngine {
         };
         // One deadline from here: the wait for an instance spends it too.
         let waiting = std::time::Instant::now();
+        let busy = |message: String| BindError::Busy {
+            binding: checked.id.clone(),
+            message,
+        };
         let _permit = self
             .shares
             .acquire_for_check(&spec.tenant, spec.limits.deadline)
             .await
-            .map_err(|e| refused(e.to_string()))?;
+            .map_err(|e| busy(e.to_string()))?;
+        let waited = waiting.elapsed();
+        if waited.as_nanos() * 10 >= spec.limits.deadline.as_nanos() * 9 {
+            return Err(busy(format!(
+                "waited {} of its {} deadline for a sandbox instance",
+                crate::domain::duration::format(waited),
+                crate::domain::duration::format(spec.limits.deadline)
+            )));
+        }
         let staged = StagedState::new(self.state.clone(), namespace(&spec.tenant, &spec.name));
         let limits = Limits {
-            deadline: spec.limits.deadline.saturating_sub(waiting.elapsed()),
+            deadline: spec.limits.deadline - waited,
             ..spec.limits
         };
         policy

@@ -28,7 +28,7 @@ mod shadow;
 
 pub use super::error::BindError;
 pub(crate) use super::shares::InstanceShares;
-use apply::Refused;
+use apply::{Refused, commit_gated};
 pub use bind::{BindOptions, ShadowOptions};
 
 /// The tenants and bindings of a host, and the one place a tick is run.
@@ -392,6 +392,7 @@ impl TickEngine {
             match &failure {
                 None => {
                     health.consecutive_failures = 0;
+                    health.consecutive_overloaded = 0;
                     health.failing = false;
                 }
                 Some(error) => {
@@ -400,16 +401,27 @@ impl TickEngine {
                     } else {
                         health.failed_ticks += 1;
                     }
-                    if !host_overload {
-                        health.consecutive_failures += 1;
+                    if host_overload {
+                        health.consecutive_overloaded =
+                            health.consecutive_overloaded.saturating_add(1);
+                    } else {
+                        health.consecutive_overloaded = 0;
+                        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
                     }
                     health.last_error = Some(error.clone());
                     record.consecutive_failures = health.consecutive_failures;
                 }
             }
+            // A burst of the host's overload is no reason to fall back; an outage of it is, at
+            // OVERLOAD_PATIENCE times the binding's own patience.
+            let overloaded_too_long = health.consecutive_overloaded
+                >= fallback.after_failures.saturating_mul(OVERLOAD_PATIENCE);
             let fall_back = failure.is_some()
-                && !host_overload
-                && health.consecutive_failures >= fallback.after_failures
+                && (if host_overload {
+                    overloaded_too_long
+                } else {
+                    health.consecutive_failures >= fallback.after_failures
+                })
                 && !retired;
             health.failing |= fall_back;
             fall_back
@@ -496,7 +508,7 @@ impl TickEngine {
         // An instance had only at the very end of the deadline leaves the tick no time to run:
         // it fails as the wait it was (for the tenant's share, or the host's pool), not as a
         // deadline a policy ran out of, and gives the instance back at once.
-        if waited * 10 >= deadline * 9 {
+        if waited.as_nanos() * 10 >= deadline.as_nanos() * 9 {
             let why = format!(
                 "waited {} of its {} deadline for a sandbox instance ({} in use); the tick did not run",
                 crate::domain::duration::format(waited),
@@ -540,6 +552,10 @@ impl TickEngine {
     }
 }
 
+/// How many times its own `fallback.after_failures` a binding's ticks may fail in a row for
+/// the host's overload before it falls back anyway.
+const OVERLOAD_PATIENCE: u32 = 10;
+
 /// What [`TickEngine::invoke`] runs: the active revision of a binding or its shadow.
 struct Revision<'a> {
     policy: &'a CompiledPolicy,
@@ -551,37 +567,4 @@ struct Revision<'a> {
     /// What became of the binding's last applied tick, as of this tick's start: the active
     /// revision and its shadow see the same.
     previous: Option<Arc<LastApplied>>,
-}
-
-/// Commits a tick's staged state unless the binding was removed or its state cleared while
-/// the tick ran. The check and the queueing happen under the binding's commit gate, so a
-/// removal or a clearing (which take the gate, then queue their own writes) is ordered after
-/// a commit that passed it; the wait for durability happens outside it.
-async fn commit_gated(
-    binding: &Binding,
-    state_epoch: u64,
-    state: StagedState,
-) -> Result<usize, Refused> {
-    let durable = {
-        let gate = binding.gate.lock().unwrap_or_else(|p| p.into_inner());
-        if gate.retired {
-            return Err(Refused::Discarded(InvocationError::State(
-                "the binding was removed while the tick ran; nothing applied".into(),
-            )));
-        }
-        if gate.state_epoch != state_epoch {
-            return Err(Refused::Discarded(InvocationError::State(
-                "the binding's state was cleared while the tick ran; nothing applied".into(),
-            )));
-        }
-        state.commit_async()
-    };
-    durable.await.map_err(|e| {
-        let message = crate::domain::display_chain(&e);
-        Refused::Failed(match e {
-            // Other tenants' writes fill the committer's queue: the host's overload.
-            crate::store::StateError::Busy(_) => InvocationError::Overloaded(message),
-            _ => InvocationError::State(message),
-        })
-    })
 }

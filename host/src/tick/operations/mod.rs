@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 use super::audit::AuditLog;
 use crate::backends::{Clock, Cluster, SystemClock};
@@ -148,7 +148,9 @@ struct OperationRecord<'a> {
 struct Running {
     operation: Operation,
     cluster: Arc<dyn Cluster>,
-    abort: AbortHandle,
+    /// Its task: the power step, or the settling. Taken (and aborted) by a cancel, which waits
+    /// for it to end before settling, so that nothing of the step is still in flight then.
+    task: Option<JoinHandle<()>>,
     /// Cancelled; the backend is settling what it left.
     cancelling: bool,
     /// Its ending is being recorded: it leaves the running set once recorded (so that
@@ -257,11 +259,10 @@ impl Operations {
     ) {
         let operations = self.clone();
         let (task_cluster, task_operation) = (cluster.clone(), operation.clone());
-        let abort = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let operation = task_operation;
             let (pool, vm_id, state) = (&operation.pool, &operation.vm_id, operation.state);
-            let outcome =
-                super::io::retry(|| task_cluster.set_power(pool, vm_id, state)).await;
+            let outcome = super::io::retry(|| task_cluster.set_power(pool, vm_id, state)).await;
             match &outcome {
                 Ok(()) => {
                     tracing::info!(id = operation.id, %pool, vm = %vm_id, ?state, "power operation done")
@@ -271,7 +272,10 @@ impl Operations {
                 }
             }
             if let Err(error) = &outcome {
-                let mut failures = operations.failures.lock().unwrap_or_else(|p| p.into_inner());
+                let mut failures = operations
+                    .failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 let entry = failures
                     .entry((operation.tenant.clone(), operation.binding.clone()))
                     .or_insert((0, String::new()));
@@ -285,20 +289,25 @@ impl Operations {
             }
             // A cancel in the meantime owns the ending.
             if operations.take(&operation, false) {
-                super::io::blocking_io(|| operations.end(
-                    &operation,
-                    if outcome.is_ok() { "succeeded" } else { "failed" },
-                    outcome.err().map(|e| e.to_string()),
-                ));
+                super::io::blocking_io(|| {
+                    operations.end(
+                        &operation,
+                        if outcome.is_ok() {
+                            "succeeded"
+                        } else {
+                            "failed"
+                        },
+                        outcome.err().map(|e| e.to_string()),
+                    )
+                });
             }
-        })
-        .abort_handle();
+        });
         running.insert(
             operation.key(),
             Running {
                 operation,
                 cluster,
-                abort,
+                task: Some(task),
                 cancelling: false,
                 ending: false,
             },
@@ -377,6 +386,7 @@ impl Operations {
         self.ended.notify_waiters();
     }
 
+    /// Persists a new operation with the last id given out.
     fn persist(&self, operation: &Operation) -> Result<(), StateError> {
         let value = serde_json::to_vec(operation).expect("an operation serializes");
         self.state.apply(
@@ -388,6 +398,16 @@ impl Operations {
                     Some(operation.id.to_string().into_bytes()),
                 ),
             ]),
+        )
+    }
+
+    /// Persists a change to an operation already persisted (a cancel): its record alone, never
+    /// the last id (which newer operations moved on).
+    fn persist_record(&self, operation: &Operation) -> Result<(), StateError> {
+        let value = serde_json::to_vec(operation).expect("an operation serializes");
+        self.state.apply(
+            NAMESPACE,
+            BTreeMap::from([(operation.store_key(), Some(value))]),
         )
     }
 

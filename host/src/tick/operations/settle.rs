@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 use super::{
     LAST_ID, NAMESPACE, Operation, Operations, Running, SETTLE_ATTEMPTS, SETTLE_BACKOFF, VmKey,
@@ -49,6 +49,15 @@ impl Operations {
                 }
             }
         }
+        // Ids continue after every persisted one, whatever the last-id record says.
+        let highest = newest
+            .values()
+            .chain(&superseded)
+            .map(|o| o.id)
+            .max()
+            .unwrap_or(0);
+        self.last_id
+            .fetch_max(highest, std::sync::atomic::Ordering::Relaxed);
         for operation in superseded {
             self.end(
                 &operation,
@@ -115,16 +124,24 @@ impl Operations {
             }
             entry.cancelling = true;
             entry.operation.cancelled = true;
-            entry.abort.abort();
-            cancelled.push((entry.operation.clone(), entry.cluster.clone()));
+            let step = entry.task.take();
+            if let Some(step) = &step {
+                step.abort();
+            }
+            cancelled.push((entry.operation.clone(), entry.cluster.clone(), step));
         }
         let count = cancelled.len();
-        for (operation, cluster) in cancelled {
+        for (operation, cluster, step) in cancelled {
             // Persisted before it is answered: a restart from here settles it, never resumes it.
-            if let Err(error) = crate::tick::io::blocking_io(|| self.persist(&operation)) {
+            if let Err(error) = crate::tick::io::blocking_io(|| self.persist_record(&operation)) {
                 tracing::error!(id = operation.id, %error, "cannot persist the cancel of a power operation");
             }
-            self.spawn_settle(cluster, operation, "cancelled", None);
+            let settling = self.spawn_settle(cluster, operation.clone(), "cancelled", None, step);
+            if let Some(entry) = self.running().get_mut(&operation.key())
+                && entry.operation.id == operation.id
+            {
+                entry.task = Some(settling);
+            }
         }
         count
     }
@@ -138,22 +155,23 @@ impl Operations {
         why: Option<String>,
     ) {
         let mut running = self.running();
-        let abort = self.spawn_settle(cluster.clone(), operation.clone(), outcome, why);
+        let task = self.spawn_settle(cluster.clone(), operation.clone(), outcome, why, None);
         running.insert(
             operation.key(),
             Running {
                 operation,
                 cluster,
-                abort,
+                task: Some(task),
                 cancelling: true,
                 ending: false,
             },
         );
     }
 
-    /// Lets the backend settle what `operation` left ([`Actuator::abandon_power`], a few
-    /// attempts), then ends it as `outcome`; if settling keeps failing, its record stays
-    /// persisted to be settled at the next start.
+    /// Waits for the aborted `step` to end (nothing of it in flight any more), lets the backend
+    /// settle what `operation` left ([`Actuator::abandon_power`], a few attempts), then ends it
+    /// as `outcome`; if settling keeps failing, its record stays persisted to be settled at the
+    /// next start.
     ///
     /// [`Actuator::abandon_power`]: crate::backends::Actuator::abandon_power
     fn spawn_settle(
@@ -162,9 +180,14 @@ impl Operations {
         operation: Operation,
         outcome: &'static str,
         why: Option<String>,
-    ) -> AbortHandle {
+        step: Option<JoinHandle<()>>,
+    ) -> JoinHandle<()> {
         let operations = self.clone();
         tokio::spawn(async move {
+            if let Some(step) = step {
+                // Aborted: this resolves once the step's task has stopped at its next await.
+                let _ = step.await;
+            }
             let (pool, vm_id, state) = (&operation.pool, &operation.vm_id, operation.state);
             let mut pause = SETTLE_BACKOFF;
             let mut settled = cluster.abandon_power(pool, vm_id, state).await;
@@ -187,8 +210,9 @@ impl Operations {
                 (Some(why), Ok(())) => Some(format!("{why}; what it left was settled")),
                 (None, Ok(())) => None,
             };
-            crate::tick::io::blocking_io(|| operations.end_keeping(&operation, outcome, error, failed));
+            crate::tick::io::blocking_io(|| {
+                operations.end_keeping(&operation, outcome, error, failed)
+            });
         })
-        .abort_handle()
     }
 }
