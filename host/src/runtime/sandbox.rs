@@ -439,6 +439,20 @@ impl Sandbox {
         self.charge_bytes(bytes)
     }
 
+    /// Whether `bytes` more would still be within the byte limit; traps (as the charge would)
+    /// if not. Nothing is counted: the host call that follows charges them.
+    pub(crate) fn check_room(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        if self.bytes.saturating_add(bytes as u64) > self.limits.max_bytes {
+            let why = format!(
+                "limit of {} bytes passed per invocation exceeded",
+                self.limits.max_bytes
+            );
+            self.limit_exceeded = Some(why.clone());
+            return Err(format_err!(why));
+        }
+        Ok(())
+    }
+
     /// Counts `bytes` crossing the boundary outside a host call's arguments (an answer, the
     /// guest's output, its error message); traps past the limit.
     pub(crate) fn charge_bytes(&mut self, bytes: usize) -> wasmtime::Result<()> {
