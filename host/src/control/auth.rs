@@ -1,6 +1,14 @@
 //! Who is calling: bearer tokens (random, stored hashed, compared in constant time), and what a principal may touch.
 
-use super::*;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::Control;
+use super::ControlError;
+use super::IssuedToken;
+use crate::domain::principal::Principal;
+use crate::registry::unix_ms;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct TokenRecord {

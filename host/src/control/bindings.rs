@@ -1,6 +1,21 @@
 //! Bindings: put (checked, validated outside the change lock, committed, installed), read, delete; the views the API answers.
 
-use super::*;
+use std::sync::Arc;
+
+use crate::runtime::Limits;
+use crate::store::{namespace, shadow_namespace};
+use crate::tick::{BindOptions, BindingSpec, FallbackSpec, Health, ShadowOptions, TargetSpec};
+
+use super::BINDINGS;
+use super::BindingRecord;
+use super::Control;
+use super::ControlError;
+use super::check_name;
+use super::db_error;
+use super::sha256;
+use crate::domain::principal::Principal;
+use crate::registry::unix_ms;
+use serde::{Deserialize, Serialize};
 
 /// A config to check with its policy before a change can commit.
 pub struct PendingValidation {

@@ -11,22 +11,15 @@
 //! the checks (async, each bounded by its binding's deadline) and tries the change again. A
 //! slow or hostile policy so delays only the request that bound it.
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use redb::Database;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::backends::events::{Event, EventStore};
-use crate::domain::cluster::WorkloadRef;
-use crate::domain::scope::TenantSpec;
-use crate::registry::{Added, PluginRecord, PluginRegistry, RegistryError, unix_ms};
-use crate::runtime::Limits;
-use crate::store::{StateError, namespace, shadow_namespace};
+use crate::backends::events::EventStore;
+use crate::registry::{PluginRegistry, RegistryError};
+use crate::store::StateError;
 mod auth;
 mod bindings;
 mod plugins;
@@ -45,10 +38,7 @@ pub use revisions::{History, OperationsView, StateEntry};
 use tenants::*;
 pub use tenants::{IssuedToken, TenantView};
 
-use crate::tick::{
-    BindError, BindOptions, BindingSpec, FallbackSpec, Health, ShadowOptions, TargetSpec,
-    TickEngine,
-};
+use crate::tick::{BindError, TickEngine};
 
 pub use crate::domain::principal::Principal;
 

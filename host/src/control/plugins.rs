@@ -1,6 +1,10 @@
 //! The plugin registry as tenants see it: upload, list, read, delete (refused while bound).
 
-use super::*;
+use super::Control;
+use super::ControlError;
+use crate::domain::principal::Principal;
+use crate::registry::Added;
+use crate::registry::PluginRecord;
 
 impl Control {
     /// Stores a plugin for the caller (blocking: compiles).

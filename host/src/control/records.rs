@@ -1,6 +1,19 @@
 //! The control database's typed tables: tenants (with their token hashes) and binding records (with every revision).
 
-use super::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::domain::scope::TenantSpec;
+
+use super::Activation;
+use super::Control;
+use super::ControlError;
+use super::Revision;
+use super::TokenRecord;
+use serde::{Deserialize, Serialize};
 
 pub(super) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 

@@ -1,6 +1,17 @@
 //! A binding's revisions and switches: history, rollback, pause, shadow, promote; its state and power operations.
 
-use super::*;
+use crate::store::namespace;
+
+use super::Activation;
+use super::BindingRequest;
+use super::BindingView;
+use super::Control;
+use super::ControlError;
+use super::Revision;
+use super::base64_encode;
+use crate::domain::principal::Principal;
+use crate::registry::unix_ms;
+use serde::Serialize;
 
 /// A binding's power operations, as the API shows them.
 #[derive(Debug, Clone, Serialize)]

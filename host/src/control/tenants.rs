@@ -1,6 +1,18 @@
 //! Tenants: create, read, update (grants, backend), delete; pushed events admitted for a tenant.
 
-use super::*;
+use crate::backends::events::Event;
+use crate::domain::cluster::WorkloadRef;
+use crate::domain::scope::TenantSpec;
+
+use super::Control;
+use super::ControlError;
+use super::TENANTS;
+use super::TenantRecord;
+use super::db_error;
+use super::new_token;
+use crate::domain::principal::Principal;
+use crate::registry::unix_ms;
+use serde::Serialize;
 
 /// A tenant as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
