@@ -28,6 +28,13 @@ pub(crate) struct InstanceShares {
     tenant_checks: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
+/// What is left of `deadline` for the run after `waited` for an instance, or `None` when that
+/// is under a tenth of it: too little to run, so the wait is the failure (ticks and config
+/// checks alike).
+pub(crate) fn time_left(waited: Duration, deadline: Duration) -> Option<Duration> {
+    (waited.as_nanos() * 10 < deadline.as_nanos() * 9).then(|| deadline - waited)
+}
+
 /// Config checks one tenant may run at once.
 pub(crate) const CHECKS_PER_TENANT: usize = 2;
 

@@ -196,16 +196,16 @@ impl TickEngine {
             .await
             .map_err(|e| busy(e.to_string()))?;
         let waited = waiting.elapsed();
-        if waited.as_nanos() * 10 >= spec.limits.deadline.as_nanos() * 9 {
+        let Some(left) = crate::tick::shares::time_left(waited, spec.limits.deadline) else {
             return Err(busy(format!(
                 "waited {} of its {} deadline for a sandbox instance",
                 crate::domain::duration::format(waited),
                 crate::domain::duration::format(spec.limits.deadline)
             )));
-        }
+        };
         let staged = StagedState::new(self.state.clone(), namespace(&spec.tenant, &spec.name));
         let limits = Limits {
-            deadline: spec.limits.deadline - waited,
+            deadline: left,
             ..spec.limits
         };
         policy

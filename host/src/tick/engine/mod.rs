@@ -508,7 +508,7 @@ impl TickEngine {
         // An instance had only at the very end of the deadline leaves the tick no time to run:
         // it fails as the wait it was (for the tenant's share, or the host's pool), not as a
         // deadline a policy ran out of, and gives the instance back at once.
-        if waited.as_nanos() * 10 >= deadline.as_nanos() * 9 {
+        let Some(left) = crate::tick::shares::time_left(waited, deadline) else {
             let why = format!(
                 "waited {} of its {} deadline for a sandbox instance ({} in use); the tick did not run",
                 crate::domain::duration::format(waited),
@@ -527,9 +527,9 @@ impl TickEngine {
                 },
                 staged,
             );
-        }
+        };
         let limits = crate::runtime::Limits {
-            deadline: deadline - waited,
+            deadline: left,
             ..revision.limits
         };
         let mut invocation = revision
