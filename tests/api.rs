@@ -654,6 +654,20 @@ async fn bindings_have_revisions_rollback_pause_shadow_state_and_decisions() {
         StatusCode::BAD_REQUEST,
         "invalid_request",
     );
+    // A body may name its tenant and binding (as a config file's entry does), but only the path's.
+    for (field, value) in [("tenant", "other"), ("name", "elsewhere")] {
+        let mut misnamed = counter_binding(&v1, "1s");
+        misnamed[field] = json!(value);
+        let answer = call(r, Method::PUT, path, Some(token), json_body(misnamed)).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_request");
+        assert!(
+            answer.1["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("the body names {field} `{value}`"))),
+            "{}",
+            answer.1
+        );
+    }
     let refused = call(
         r,
         Method::PUT,
@@ -724,14 +738,15 @@ async fn bindings_have_revisions_rollback_pause_shadow_state_and_decisions() {
     .await;
     assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
     assert_eq!(created.1["revision"], 1);
-    let changed = call(
-        r,
-        Method::PUT,
-        path,
-        Some(token),
-        json_body(counter_binding(&v2, "1s")),
-    )
-    .await;
+    assert_eq!(
+        (&created.1["spec"]["tenant"], &created.1["spec"]["name"]),
+        (&json!("team"), &json!("counter")),
+        "the path's names are filled in"
+    );
+    let mut named = counter_binding(&v2, "1s");
+    named["tenant"] = json!("team");
+    named["name"] = json!("counter");
+    let changed = call(r, Method::PUT, path, Some(token), json_body(named)).await;
     assert_eq!(changed.0, StatusCode::OK, "{}", changed.1);
     assert_eq!(
         (changed.1["revision"].clone(), changed.1["digest"].clone()),

@@ -16,9 +16,9 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use scalehost::Host;
 use scalehost::config::HostConfig;
-use scalehost::control::{BindingRequest, Principal};
+use scalehost::control::Principal;
 use scalehost::registry::PluginRegistry;
-use scalehost::tick::{FallbackSpec, Outcome, TargetSpec};
+use scalehost::tick::{BindingSpec, FallbackSpec, Outcome, TargetSpec};
 
 /// The component with a custom section appended: the same code under another digest.
 fn variant(bytes: &[u8], tag: u64) -> Vec<u8> {
@@ -33,8 +33,10 @@ fn variant(bytes: &[u8], tag: u64) -> Vec<u8> {
     out
 }
 
-fn request(plugin: &str) -> BindingRequest {
-    BindingRequest {
+fn request(plugin: &str) -> BindingSpec {
+    BindingSpec {
+        tenant: String::new(),
+        name: String::new(),
         plugin: plugin.to_owned(),
         config: serde_json::json!({
             "filler": { "namespace": "batch", "name": "worker" },

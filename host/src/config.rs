@@ -144,6 +144,21 @@ impl HostConfig {
             path: path.to_owned(),
             message: e.to_string().trim().replace('\n', " "),
         })?;
+        // A binding's spec leaves tenant and name optional (the API's path names them); here
+        // nothing else does.
+        for (index, binding) in config.bindings.iter().enumerate() {
+            for (field, value) in [("tenant", &binding.tenant), ("name", &binding.name)] {
+                if value.is_empty() {
+                    return Err(ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: format!(
+                            "bindings[{index}] (plugin `{}`): missing field `{field}`",
+                            binding.plugin
+                        ),
+                    });
+                }
+            }
+        }
         config.base_dir = base_dir;
         Ok(config)
     }
@@ -186,5 +201,29 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("unknown field `namespace`"), "{message}");
         assert!(message.contains("line 3"), "{message}");
+    }
+
+    #[test]
+    fn a_binding_without_its_tenant_or_name_is_refused() {
+        for (toml, field) in [
+            (
+                "[[bindings]]\nname = \"b\"\nplugin = \"p.wasm\"\n",
+                "tenant",
+            ),
+            (
+                "[[bindings]]\ntenant = \"a\"\nplugin = \"p.wasm\"\n",
+                "name",
+            ),
+        ] {
+            let message = HostConfig::from_toml(toml, Path::new("c.toml"), PathBuf::new())
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                message,
+                format!(
+                    "invalid config c.toml: bindings[0] (plugin `p.wasm`): missing field `{field}`"
+                )
+            );
+        }
     }
 }

@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::{ApiError, ApiState, Caller};
-use crate::control::{BindingRequest, Control, ControlError};
+use crate::control::{Control, ControlError};
 use crate::domain::scope::TenantSpec;
+use crate::tick::BindingSpec;
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -277,7 +278,7 @@ pub(super) async fn put_binding(
     Path((tenant, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let request: BindingRequest = parse(&body)?;
+    let request: BindingSpec = parse(&body)?;
     let (view, created) = validated(&state, move |control| {
         control.put_binding(&who, &tenant, &name, request.clone())
     })
@@ -364,7 +365,7 @@ pub(super) async fn put_shadow(
     Path((tenant, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let request: BindingRequest = parse(&body)?;
+    let request: BindingSpec = parse(&body)?;
     let view = validated(&state, move |control| {
         control.put_shadow(&who, &tenant, &name, request.clone())
     })

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::runtime::Limits;
 use crate::store::{namespace, shadow_namespace};
-use crate::tick::{BindOptions, BindingSpec, FallbackSpec, Health, ShadowOptions, TargetSpec};
+use crate::tick::{BindOptions, BindingSpec, Health, ShadowOptions};
 
 use super::BINDINGS;
 use super::BindingRecord;
@@ -66,40 +66,6 @@ pub(super) const MAX_REMEMBERED_VALIDATIONS: usize = 4096;
 /// Tries of a change whose configs keep changing under it before it is refused.
 pub(super) const VALIDATION_ATTEMPTS: usize = 3;
 
-/// What a client sends to create or change a binding (`PUT …/bindings/{name}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BindingRequest {
-    /// `sha256:<hex>` or `name@version`.
-    pub plugin: String,
-    /// The policy's JSON config.
-    #[serde(default = "empty_object")]
-    pub config: serde_json::Value,
-    /// Time between ticks (default 15s).
-    #[serde(default = "default_interval", with = "crate::domain::duration")]
-    pub interval: std::time::Duration,
-    /// Targets with their guard rails.
-    #[serde(default)]
-    pub targets: Vec<TargetSpec>,
-    /// VM pools it may power.
-    #[serde(default)]
-    pub vm_pools: Vec<String>,
-    /// Sandbox limits.
-    #[serde(default)]
-    pub limits: Limits,
-    /// Fallback after repeated failures.
-    #[serde(default)]
-    pub fallback: FallbackSpec,
-}
-
-pub(super) fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(serde_json::Map::new())
-}
-
-pub(super) fn default_interval() -> std::time::Duration {
-    std::time::Duration::from_secs(15)
-}
-
 /// One immutable revision of a binding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Revision {
@@ -107,8 +73,8 @@ pub struct Revision {
     pub revision: u64,
     /// The plugin digest it runs (a `name@version` is resolved when the revision is made).
     pub digest: String,
-    /// The request, with `plugin` as the client gave it.
-    pub request: BindingRequest,
+    /// The spec as the client gave it (`plugin` unresolved), its tenant and name filled in.
+    pub request: BindingSpec,
     /// Unix milliseconds.
     pub created_at: u64,
 }
@@ -135,8 +101,8 @@ pub struct BindingView {
     pub revision: u64,
     /// Its plugin digest.
     pub digest: String,
-    /// Its request.
-    pub spec: BindingRequest,
+    /// Its spec.
+    pub spec: BindingSpec,
     /// The shadow revision, if any.
     pub shadow: Option<ShadowView>,
     /// True while ticks are skipped.
@@ -154,19 +120,25 @@ pub struct ShadowView {
     pub digest: String,
 }
 
+/// What the engine runs for a revision: its spec with the plugin resolved to the digest.
 pub(super) fn spec_of(tenant: &str, name: &str, revision: &Revision) -> BindingSpec {
-    let request = &revision.request;
     BindingSpec {
         tenant: tenant.to_owned(),
         name: name.to_owned(),
         plugin: revision.digest.clone(),
-        interval: request.interval,
-        config: request.config.clone(),
-        targets: request.targets.clone(),
-        vm_pools: request.vm_pools.clone(),
-        limits: request.limits,
-        fallback: request.fallback,
+        ..revision.request.clone()
     }
+}
+
+/// `request` as `tenant`'s binding `name`, or why it names another.
+pub(super) fn claimed(
+    request: BindingSpec,
+    tenant: &str,
+    name: &str,
+) -> Result<BindingSpec, ControlError> {
+    request
+        .claimed_by(tenant, name)
+        .map_err(|e| ControlError::Invalid(e.to_string()))
 }
 
 impl Control {
@@ -179,10 +151,11 @@ impl Control {
         who: &Principal,
         tenant: &str,
         name: &str,
-        request: BindingRequest,
+        request: BindingSpec,
     ) -> Result<(BindingView, bool), ControlError> {
         self.authorize(who, tenant)?;
         check_name("binding", name)?;
+        let request = claimed(request, tenant, name)?;
         let _change = self.lock();
         self.changeable_tenant(tenant)?;
         let digest = self.resolve_plugin(who, &request.plugin)?;
@@ -435,15 +408,7 @@ impl Control {
             digest: active.map(|r| r.digest.clone()).unwrap_or_default(),
             spec: active
                 .map(|r| r.request.clone())
-                .unwrap_or_else(|| BindingRequest {
-                    plugin: String::new(),
-                    config: empty_object(),
-                    interval: default_interval(),
-                    targets: Vec::new(),
-                    vm_pools: Vec::new(),
-                    limits: Limits::default(),
-                    fallback: FallbackSpec::default(),
-                }),
+                .unwrap_or_else(|| BindingSpec::for_plugin("")),
             shadow: record
                 .shadow
                 .and_then(|n| record.revision(n))

@@ -29,9 +29,7 @@ mod tenants;
 
 use auth::*;
 use bindings::*;
-pub use bindings::{
-    Activation, BindingRequest, BindingView, PendingValidation, Revision, ShadowView,
-};
+pub use bindings::{Activation, BindingView, PendingValidation, Revision, ShadowView};
 pub use records::open_database;
 use records::*;
 pub use revisions::{History, OperationsView, StateEntry};

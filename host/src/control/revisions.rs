@@ -1,14 +1,15 @@
 //! A binding's revisions and switches: history, rollback, pause, shadow, promote; its state and power operations.
 
 use crate::store::namespace;
+use crate::tick::BindingSpec;
 
 use super::Activation;
-use super::BindingRequest;
 use super::BindingView;
 use super::Control;
 use super::ControlError;
 use super::Revision;
 use super::base64_encode;
+use super::bindings::claimed;
 use crate::domain::principal::Principal;
 use crate::registry::unix_ms;
 use serde::Serialize;
@@ -141,9 +142,10 @@ impl Control {
         who: &Principal,
         tenant: &str,
         name: &str,
-        request: BindingRequest,
+        request: BindingSpec,
     ) -> Result<BindingView, ControlError> {
         self.authorize(who, tenant)?;
+        let request = claimed(request, tenant, name)?;
         let _change = self.lock();
         let mut record = self.existing_binding(tenant, name)?;
         let digest = self.resolve_plugin(who, &request.plugin)?;

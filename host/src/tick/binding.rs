@@ -12,13 +12,18 @@ use crate::domain::cluster::{TimestampMs, WorkloadKind, WorkloadRef};
 use crate::domain::scope::Scope;
 use crate::runtime::{CompiledPolicy, Limits};
 
-/// A binding as configured (`[[bindings]]` in the config file).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A binding: what it runs, on what, within which limits. One type for both ways in: an entry of
+/// `[[bindings]]` in the config file (which names its tenant and itself) and the body of
+/// `PUT …/tenants/{tenant}/bindings/{name}` (where the path names them, and a body that names
+/// others is refused: [`BindingSpec::claimed_by`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindingSpec {
-    /// The tenant that owns it.
+    /// The tenant that owns it (in the API, the path's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub tenant: String,
-    /// Its name, unique within the tenant.
+    /// Its name, unique within the tenant (in the API, the path's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// The plugin: in a config file a component file (`.wasm`, relative to the file's folder);
     /// through the API a digest (`sha256:<hex>`), `name@version` resolved when bound.
@@ -41,6 +46,55 @@ pub struct BindingSpec {
     /// What happens after repeated failures.
     #[serde(default)]
     pub fallback: FallbackSpec,
+}
+
+/// Why a spec does not belong where it was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the body names {field} `{given}` but the path names `{path}`")]
+pub struct MisnamedSpec {
+    /// `tenant` or `name`.
+    pub field: &'static str,
+    /// What the body says.
+    pub given: String,
+    /// What the path says.
+    pub path: String,
+}
+
+impl BindingSpec {
+    /// A spec for `plugin` with every other field at its default, owned by no one yet.
+    pub fn for_plugin(plugin: impl Into<String>) -> Self {
+        BindingSpec {
+            tenant: String::new(),
+            name: String::new(),
+            plugin: plugin.into(),
+            interval: default_interval(),
+            config: empty_object(),
+            targets: Vec::new(),
+            vm_pools: Vec::new(),
+            limits: Limits::default(),
+            fallback: FallbackSpec::default(),
+        }
+    }
+
+    /// The spec as `tenant`'s binding `name`: fills in a tenant or name the body left out, and
+    /// refuses one that names another (as Kubernetes refuses a body whose name is not the path's).
+    pub fn claimed_by(mut self, tenant: &str, name: &str) -> Result<Self, MisnamedSpec> {
+        for (field, given, path) in [
+            ("tenant", &mut self.tenant, tenant),
+            ("name", &mut self.name, name),
+        ] {
+            if given.is_empty() {
+                path.clone_into(given);
+            } else if given != path {
+                return Err(MisnamedSpec {
+                    field,
+                    given: given.clone(),
+                    path: path.to_owned(),
+                });
+            }
+        }
+        Ok(self)
+    }
 }
 
 fn default_interval() -> Duration {
