@@ -44,7 +44,10 @@ async fn guard_rails_clamp_out_of_bounds_intents_and_the_audit_says_so() {
         (*current, *requested, *applied, error.as_deref()),
         (4, 50, 7, None)
     );
-    let said: Vec<_> = adjustments.iter().map(|a| (a.rail, a.from, a.to)).collect();
+    let said: Vec<_> = adjustments
+        .iter()
+        .map(|a| (a.rail.as_str(), a.from, a.to))
+        .collect();
     assert_eq!(said, [("max-replicas", 50, 10), ("max-step-up", 10, 7)]);
     assert_eq!(sim.workload(&api()).await.expect("status").replicas, 7);
     let json = serde_json::to_value(&record).expect("serializes");
@@ -315,7 +318,7 @@ async fn cooldown_and_stabilization_hold_through_the_engine_and_the_audit_says_s
         panic!("{:?}", record.actions)
     };
     assert_eq!(*applied, 8, "held by the up cooldown");
-    assert_eq!(adjustments[0].rail, "cooldown-up");
+    assert_eq!(adjustments[0].rail.as_str(), "cooldown-up");
     // The recommendations at 0 s and 10 s hold a scale-down at 260 s.
     let silent = engine
         .bind(
@@ -337,7 +340,7 @@ async fn cooldown_and_stabilization_hold_through_the_engine_and_the_audit_says_s
         panic!("{:?}", record.actions)
     };
     assert_eq!(*applied, 8, "held by the recommendations inside the window");
-    assert_eq!(adjustments[0].rail, "stabilization-down");
+    assert_eq!(adjustments[0].rail.as_str(), "stabilization-down");
     // At 320 s they have left the 300 s window; the silent tick at 250 s recommended nothing
     // (a policy that leaves a target alone has no opinion), so the scale-down goes through.
     sim.advance_to(sim.now() + 60_000);

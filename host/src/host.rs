@@ -207,7 +207,8 @@ impl Host {
         }
         // Tenants, plugins and bindings managed at run time, from the data dir.
         let admin_token = admin_token(&config)?;
-        let db = crate::control::open_database(&data_dir)?;
+        let db = crate::store::open_database(&data_dir.join("control.redb"))
+            .map_err(crate::control::ControlError::from)?;
         let registry = Arc::new(PluginRegistry::open(
             runtime.clone(),
             db.clone(),

@@ -3,7 +3,9 @@
 //! tenants' namespaces are only summed ([`PodSummary`]).
 
 use crate::wit::nodes as w;
-use crate::{HostError, PowerState, Vm};
+pub use scalehost_types::PowerOperation;
+
+use crate::{HostError, Vm};
 
 /// A pod of a namespace granted to the binding's tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,17 +75,6 @@ pub struct Node {
     pub vm: Option<(String, String)>,
     /// The scalehost host runs here: never power it off.
     pub runs_host: bool,
-}
-
-/// A power operation in flight.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PowerOperation {
-    /// The host's operation id.
-    pub id: u64,
-    /// The state it brings the VM to.
-    pub state: PowerState,
-    /// What it does now.
-    pub step: String,
 }
 
 /// A VM of a pool, with its maintenance mark and its operation in flight.

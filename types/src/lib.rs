@@ -12,6 +12,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod outcomes;
+
+pub use outcomes::{
+    Adjustment, PowerOperation, PowerOutcome, PowerProgress, Rail, ScaleOutcome, TickOutcomes,
+};
+
 /// Milliseconds since the Unix epoch, in host time (virtual in simulations).
 pub type TimestampMs = u64;
 

@@ -94,10 +94,9 @@ impl From<ControlError> for ApiError {
                 BindError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_binding"),
             },
             ControlError::Registry(registry) => return registry_error(registry, message),
-            ControlError::State(_)
-            | ControlError::Db { .. }
-            | ControlError::Corrupt(_)
-            | ControlError::NeedsValidation(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ControlError::State(_) | ControlError::Store(_) | ControlError::NeedsValidation(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         };
         if status.is_server_error() {
             tracing::error!(%message, "request failed");
@@ -118,7 +117,7 @@ fn registry_error(error: &RegistryError, message: String) -> ApiError {
         }
         RegistryError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         RegistryError::CompilerBusy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-        RegistryError::Damaged { .. } | RegistryError::Io { .. } | RegistryError::Db { .. } => {
+        RegistryError::Damaged { .. } | RegistryError::Io { .. } | RegistryError::Store(_) => {
             tracing::error!(%message, "registry failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         }

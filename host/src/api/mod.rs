@@ -86,7 +86,13 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The API's router.
 pub fn router(state: Arc<ApiState>) -> Router {
-    use handlers::*;
+    use handlers::{
+        cancel_operation, clear_state, create_tenant, decisions, delete_binding, delete_plugin,
+        delete_shadow, delete_tenant, get_binding, get_plugin, get_state, get_tenant, healthz,
+        history, issue_token, list_bindings, list_plugins, list_tenants, method_not_allowed,
+        not_found, openapi, operations, pause, promote, push_events, put_binding, put_shadow,
+        resume, revoke_token, rollback, update_tenant, upload_plugin,
+    };
     let binding = "/v1/tenants/{tenant}/bindings/{name}";
     Router::new()
         .route("/healthz", get(healthz))

@@ -243,7 +243,7 @@ fn report(record: &AuditRecord, day_start: TimestampMs, summary: &mut DemoSummar
                     _ => None,
                 })
                 .unwrap_or("fallback");
-            let rails: Vec<&str> = adjustments.iter().map(|a| a.rail).collect();
+            let rails: Vec<&str> = adjustments.iter().map(|a| a.rail.as_str()).collect();
             let rails = if rails.is_empty() {
                 String::new()
             } else {

@@ -5,10 +5,20 @@ use subtle::ConstantTimeEq;
 
 use super::Control;
 use super::ControlError;
-use super::IssuedToken;
 use crate::domain::principal::Principal;
 use crate::registry::unix_ms;
 use serde::{Deserialize, Serialize};
+
+/// A new token, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssuedToken {
+    /// The tenant.
+    pub tenant: String,
+    /// Its id, to revoke it.
+    pub id: String,
+    /// The bearer token.
+    pub token: String,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct TokenRecord {
@@ -35,27 +45,6 @@ pub(super) fn new_token(tenant: &str) -> (String, TokenRecord) {
         created_at: unix_ms(),
     };
     (token, record)
-}
-
-pub(super) fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 impl Control {

@@ -6,16 +6,15 @@ use crate::runtime::Limits;
 use crate::store::{namespace, shadow_namespace};
 use crate::tick::{BindOptions, BindingSpec, Health, ShadowOptions};
 
-use super::BINDINGS;
-use super::BindingRecord;
 use super::Control;
 use super::ControlError;
-use super::check_name;
-use super::db_error;
-use super::sha256;
+use super::auth::sha256;
+use super::records::BindingRecord;
+use super::records::{Activation, Revision};
+use super::tenants::check_name;
 use crate::domain::principal::Principal;
 use crate::registry::unix_ms;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// A config to check with its policy before a change can commit.
 pub struct PendingValidation {
@@ -65,30 +64,6 @@ pub(super) const MAX_REMEMBERED_VALIDATIONS: usize = 4096;
 
 /// Tries of a change whose configs keep changing under it before it is refused.
 pub(super) const VALIDATION_ATTEMPTS: usize = 3;
-
-/// One immutable revision of a binding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Revision {
-    /// 1, 2, … per binding.
-    pub revision: u64,
-    /// The plugin digest it runs (a `name@version` is resolved when the revision is made).
-    pub digest: String,
-    /// The spec as the client gave it (`plugin` unresolved), its tenant and name filled in.
-    pub request: BindingSpec,
-    /// Unix milliseconds.
-    pub created_at: u64,
-}
-
-/// When a revision became active, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Activation {
-    /// The revision.
-    pub revision: u64,
-    /// `put`, `rollback` or `promote`.
-    pub reason: String,
-    /// Unix milliseconds.
-    pub at: u64,
-}
 
 /// A binding as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -223,20 +198,7 @@ impl Control {
         self.authorize(who, tenant)?;
         let _change = self.lock();
         self.existing_binding(tenant, name)?;
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| db_error("delete binding")(e.into()))?;
-        {
-            let mut table = txn
-                .open_table(BINDINGS)
-                .map_err(|e| db_error("delete binding")(e.into()))?;
-            table
-                .remove((tenant, name))
-                .map_err(|e| db_error("delete binding")(e.into()))?;
-        }
-        txn.commit()
-            .map_err(|e| db_error("delete binding")(e.into()))?;
+        self.remove_binding_record(tenant, name)?;
         // Waits for a tick in flight, so its state cannot land after the clearing.
         self.engine.unbind(tenant, name);
         self.engine.state().clear(&namespace(tenant, name))?;

@@ -19,7 +19,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::backends::events::EventStore;
 use crate::registry::{PluginRegistry, RegistryError};
-use crate::store::StateError;
+use crate::store::{StateError, TableError};
 mod auth;
 mod bindings;
 mod plugins;
@@ -27,14 +27,14 @@ mod records;
 mod revisions;
 mod tenants;
 
-use auth::*;
-use bindings::*;
-pub use bindings::{Activation, BindingView, PendingValidation, Revision, ShadowView};
-pub use records::open_database;
-use records::*;
+pub use auth::IssuedToken;
+use auth::sha256;
+use bindings::ValidationKey;
+pub use bindings::{BindingView, PendingValidation, ShadowView};
+pub use records::{Activation, Revision};
+use records::{BINDINGS, TENANTS};
 pub use revisions::{History, OperationsView, StateEntry};
-use tenants::*;
-pub use tenants::{IssuedToken, TenantView};
+pub use tenants::TenantView;
 
 use crate::tick::{BindError, TickEngine};
 
@@ -64,18 +64,9 @@ pub enum ControlError {
     /// Binding state could not be read or cleared.
     #[error(transparent)]
     State(#[from] StateError),
-    /// A stored record does not decode: the data dir is damaged.
-    #[error("a stored record is damaged: {0}")]
-    Corrupt(String),
-    /// The control database failed.
-    #[error("control database: {operation}")]
-    Db {
-        /// What was being done.
-        operation: &'static str,
-        /// The cause.
-        #[source]
-        source: redb::Error,
-    },
+    /// The control database failed, or a record in it is damaged.
+    #[error(transparent)]
+    Store(#[from] TableError),
     /// The change needs these configs checked by their policies first (outside the change
     /// lock); [`Control::with_validation`] does that and tries again. Never reaches a caller
     /// of `with_validation`.
@@ -113,12 +104,8 @@ impl Control {
         admin_token: Option<&str>,
         static_tenants: Vec<String>,
     ) -> Result<Self, ControlError> {
-        let txn = db.begin_write().map_err(|e| db_error("open")(e.into()))?;
-        txn.open_table(TENANTS)
-            .map_err(|e| db_error("open")(e.into()))?;
-        txn.open_table(BINDINGS)
-            .map_err(|e| db_error("open")(e.into()))?;
-        txn.commit().map_err(|e| db_error("open")(e.into()))?;
+        TENANTS.create(&db)?;
+        BINDINGS.create(&db)?;
         let control = Control {
             db,
             registry,
@@ -171,6 +158,9 @@ impl Control {
 
 #[cfg(test)]
 mod tests {
+    use super::auth::new_token;
+    use super::revisions::base64_encode;
+    use super::tenants::check_name;
     use super::*;
 
     #[test]

@@ -1,27 +1,22 @@
-//! The control database's typed tables: tenants (with their token hashes) and binding records (with every revision).
+//! What the control plane stores: tenants (with their token hashes) and binding records (with
+//! every revision), each kind in one table of `control.redb`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
-
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::domain::scope::TenantSpec;
+use crate::store::JsonTable;
+use crate::tick::BindingSpec;
 
-use super::Activation;
 use super::Control;
 use super::ControlError;
-use super::Revision;
-use super::TokenRecord;
+use super::auth::TokenRecord;
 use serde::{Deserialize, Serialize};
 
-pub(super) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+/// Tenants by name.
+pub(super) const TENANTS: JsonTable<&str, TenantRecord> = JsonTable::new("tenants");
 
-pub(super) const BINDINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bindings");
-
-pub(super) fn db_error(operation: &'static str) -> impl Fn(redb::Error) -> ControlError {
-    move |source| ControlError::Db { operation, source }
-}
+/// Bindings by (tenant, name).
+pub(super) const BINDINGS: JsonTable<(&str, &str), BindingRecord> = JsonTable::new("bindings");
 
 /// A tenant as stored: its grants and its tokens' hashes (never the tokens).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,62 +46,45 @@ impl BindingRecord {
     }
 }
 
-/// Opens (or creates) the control database in `data_dir`.
-pub fn open_database(data_dir: &Path) -> Result<Arc<Database>, ControlError> {
-    let path = data_dir.join("control.redb");
-    Database::create(&path)
-        .map(Arc::new)
-        .map_err(|e| db_error("open control.redb")(e.into()))
+/// One immutable revision of a binding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    /// 1, 2, … per binding.
+    pub revision: u64,
+    /// The plugin digest it runs (a `name@version` is resolved when the revision is made).
+    pub digest: String,
+    /// The spec as the client gave it (`plugin` unresolved), its tenant and name filled in.
+    pub request: BindingSpec,
+    /// Unix milliseconds.
+    pub created_at: u64,
 }
 
-pub(super) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ControlError> {
-    serde_json::from_slice(bytes).map_err(|e| ControlError::Corrupt(e.to_string()))
+/// When a revision became active, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    /// The revision.
+    pub revision: u64,
+    /// `put`, `rollback` or `promote`.
+    pub reason: String,
+    /// Unix milliseconds.
+    pub at: u64,
 }
 
 impl Control {
     pub(super) fn tenant_record(&self, name: &str) -> Result<Option<TenantRecord>, ControlError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| db_error("read")(e.into()))?;
-        let table = txn
-            .open_table(TENANTS)
-            .map_err(|e| db_error("read")(e.into()))?;
-        let value = table.get(name).map_err(|e| db_error("read")(e.into()))?;
-        value.map(|v| decode(v.value())).transpose()
+        Ok(TENANTS.get(&self.db, name)?)
     }
 
     pub(super) fn tenant_records(&self) -> Result<BTreeMap<String, TenantRecord>, ControlError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| db_error("read")(e.into()))?;
-        let table = txn
-            .open_table(TENANTS)
-            .map_err(|e| db_error("read")(e.into()))?;
-        let mut out = BTreeMap::new();
-        for entry in table.iter().map_err(|e| db_error("read")(e.into()))? {
-            let (key, value) = entry.map_err(|e| db_error("read")(e.into()))?;
-            out.insert(key.value().to_owned(), decode(value.value())?);
-        }
-        Ok(out)
+        Ok(TENANTS.all(&self.db, str::to_owned)?.into_iter().collect())
     }
 
     pub(super) fn put_tenant(&self, record: &TenantRecord) -> Result<(), ControlError> {
-        let json = serde_json::to_vec(record).unwrap_or_default();
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| db_error("write tenant")(e.into()))?;
-        {
-            let mut table = txn
-                .open_table(TENANTS)
-                .map_err(|e| db_error("write tenant")(e.into()))?;
-            table
-                .insert(record.spec.name.as_str(), json.as_slice())
-                .map_err(|e| db_error("write tenant")(e.into()))?;
-        }
-        txn.commit().map_err(|e| db_error("write tenant")(e.into()))
+        Ok(TENANTS.put(&self.db, record.spec.name.as_str(), record)?)
+    }
+
+    pub(super) fn remove_tenant_record(&self, name: &str) -> Result<(), ControlError> {
+        Ok(TENANTS.remove(&self.db, name)?)
     }
 
     pub(super) fn binding_record(
@@ -114,36 +92,18 @@ impl Control {
         tenant: &str,
         name: &str,
     ) -> Result<Option<BindingRecord>, ControlError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| db_error("read")(e.into()))?;
-        let table = txn
-            .open_table(BINDINGS)
-            .map_err(|e| db_error("read")(e.into()))?;
-        let value = table
-            .get((tenant, name))
-            .map_err(|e| db_error("read")(e.into()))?;
-        value.map(|v| decode(v.value())).transpose()
+        Ok(BINDINGS.get(&self.db, (tenant, name))?)
     }
 
     pub(super) fn binding_records(
         &self,
     ) -> Result<BTreeMap<(String, String), BindingRecord>, ControlError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| db_error("read")(e.into()))?;
-        let table = txn
-            .open_table(BINDINGS)
-            .map_err(|e| db_error("read")(e.into()))?;
-        let mut out = BTreeMap::new();
-        for entry in table.iter().map_err(|e| db_error("read")(e.into()))? {
-            let (key, value) = entry.map_err(|e| db_error("read")(e.into()))?;
-            let (tenant, name) = key.value();
-            out.insert((tenant.to_owned(), name.to_owned()), decode(value.value())?);
-        }
-        Ok(out)
+        Ok(BINDINGS
+            .all(&self.db, |(tenant, name)| {
+                (tenant.to_owned(), name.to_owned())
+            })?
+            .into_iter()
+            .collect())
     }
 
     pub(super) fn put_binding_record(
@@ -152,20 +112,14 @@ impl Control {
         name: &str,
         record: &BindingRecord,
     ) -> Result<(), ControlError> {
-        let json = serde_json::to_vec(record).unwrap_or_default();
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| db_error("write binding")(e.into()))?;
-        {
-            let mut table = txn
-                .open_table(BINDINGS)
-                .map_err(|e| db_error("write binding")(e.into()))?;
-            table
-                .insert((tenant, name), json.as_slice())
-                .map_err(|e| db_error("write binding")(e.into()))?;
-        }
-        txn.commit()
-            .map_err(|e| db_error("write binding")(e.into()))
+        Ok(BINDINGS.put(&self.db, (tenant, name), record)?)
+    }
+
+    pub(super) fn remove_binding_record(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<(), ControlError> {
+        Ok(BINDINGS.remove(&self.db, (tenant, name))?)
     }
 }

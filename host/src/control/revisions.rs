@@ -3,13 +3,12 @@
 use crate::store::namespace;
 use crate::tick::BindingSpec;
 
-use super::Activation;
-use super::BindingView;
 use super::Control;
 use super::ControlError;
-use super::Revision;
-use super::base64_encode;
+use super::bindings::BindingView;
 use super::bindings::claimed;
+use super::records::Activation;
+use super::records::Revision;
 use crate::domain::principal::Principal;
 use crate::registry::unix_ms;
 use serde::Serialize;
@@ -288,4 +287,26 @@ impl Control {
             Err(not_found())
         }
     }
+}
+
+/// Standard base64 with padding (state values that are not UTF-8).
+pub(super) fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

@@ -6,10 +6,8 @@ use crate::domain::scope::TenantSpec;
 
 use super::Control;
 use super::ControlError;
-use super::TENANTS;
-use super::TenantRecord;
-use super::db_error;
-use super::new_token;
+use super::auth::{IssuedToken, new_token};
+use super::records::TenantRecord;
 use crate::domain::principal::Principal;
 use crate::registry::unix_ms;
 use serde::Serialize;
@@ -29,17 +27,6 @@ pub struct TenantView {
     pub tokens: Vec<String>,
     /// Unix milliseconds.
     pub created_at: u64,
-}
-
-/// A new token, shown once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IssuedToken {
-    /// The tenant.
-    pub tenant: String,
-    /// Its id, to revoke it.
-    pub id: String,
-    /// The bearer token.
-    pub token: String,
 }
 
 pub(super) fn view_tenant(record: &TenantRecord) -> TenantView {
@@ -185,20 +172,7 @@ impl Control {
                 "tenant {name} still has bindings; delete them first"
             )));
         }
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| db_error("delete tenant")(e.into()))?;
-        {
-            let mut table = txn
-                .open_table(TENANTS)
-                .map_err(|e| db_error("delete tenant")(e.into()))?;
-            table
-                .remove(name)
-                .map_err(|e| db_error("delete tenant")(e.into()))?;
-        }
-        txn.commit()
-            .map_err(|e| db_error("delete tenant")(e.into()))?;
+        self.remove_tenant_record(name)?;
         self.engine.remove_tenant(name);
         self.engine.audit().forget_tenant(name);
         // Its claims on plugins go; a plugin another binding still runs keeps its record.

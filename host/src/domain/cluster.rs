@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 pub use scalehost_types::{
-    Capacity, EXPENDABLE_PRIORITY_CUTOFF, PowerState, Sample, ScaleChange, Series, TimestampMs,
+    Adjustment, Capacity, EXPENDABLE_PRIORITY_CUTOFF, PowerOperation, PowerOutcome, PowerProgress,
+    PowerState, Rail, Sample, ScaleChange, ScaleOutcome, Series, TickOutcomes, TimestampMs,
     WorkloadKind, WorkloadRef, WorkloadStatus,
 };
 
@@ -80,75 +81,4 @@ pub enum BackendError {
     /// The backend failed or is unreachable.
     #[error("unavailable: {0}")]
     Unavailable(String),
-}
-
-/// What became of a binding's last applied tick, as the WIT 0.2.0 `outcomes` interface shows
-/// it to the policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TickOutcomes {
-    /// The tick's instant.
-    pub at: TimestampMs,
-    /// One per scaled target.
-    pub scales: Vec<ScaleOutcome>,
-    /// One per distinct power intent.
-    pub powers: Vec<PowerOutcome>,
-}
-
-/// What became of one target's scale intents of a tick.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScaleOutcome {
-    /// The target.
-    pub target: WorkloadRef,
-    /// Replicas before.
-    pub current: u32,
-    /// Replicas asked for.
-    pub requested: u32,
-    /// Replicas applied (`current` when it failed).
-    pub applied: u32,
-    /// Each rail that changed the value: (rail, from, to); rails are named as in audit
-    /// records (`min-replicas`, `max-step-up`, ...).
-    pub adjustments: Vec<(&'static str, u32, u32)>,
-    /// The backend's error.
-    pub error: Option<String>,
-}
-
-/// What became of one power intent of a tick.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PowerOutcome {
-    /// The pool.
-    pub pool: String,
-    /// The VM.
-    pub vm_id: String,
-    /// The state asked for.
-    pub state: PowerState,
-    /// The operation carrying it out.
-    pub operation: Option<u64>,
-    /// Where it stands.
-    pub progress: PowerProgress,
-}
-
-/// Where a power intent stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PowerProgress {
-    /// Running; what it does.
-    InProgress(String),
-    /// The VM reached the state asked for.
-    Done,
-    /// It failed; why.
-    Failed(String),
-    /// It was cancelled.
-    Cancelled,
-    /// Nothing was started; why.
-    NotStarted(String),
-}
-
-/// A power operation in flight on a VM.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InFlight {
-    /// The operation's id.
-    pub id: u64,
-    /// The state it brings the VM to.
-    pub state: PowerState,
-    /// What it does now.
-    pub step: String,
 }

@@ -1,6 +1,11 @@
 //! The registry's files: a component's bytes and its compiled artifact, each written durably.
 
-use super::*;
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::Component;
+
+use super::{PluginRegistry, RegistryError, write_durably};
+use crate::runtime::CompiledPolicy;
 
 impl PluginRegistry {
     /// Writes the bytes and the compiled artifact, each durably.

@@ -18,9 +18,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::Database;
 use serde::{Deserialize, Serialize};
-use wasmtime::component::Component;
 
 use crate::domain::principal::Principal;
 use crate::runtime::{CompileError, CompiledPolicy, PolicyEngine, digest_of};
@@ -28,7 +27,7 @@ use crate::runtime::{CompileError, CompiledPolicy, PolicyEngine, digest_of};
 mod files;
 mod records;
 
-use records::{PLUGINS, Stored, check_labels, db_error};
+use records::{PLUGINS, Stored, check_labels};
 
 /// Default largest component accepted, bytes.
 pub const DEFAULT_MAX_PLUGIN_BYTES: usize = 64 << 20;
@@ -128,15 +127,9 @@ pub enum RegistryError {
         /// Uploads waiting.
         waiting: usize,
     },
-    /// The database failed.
-    #[error("plugin records: {operation}")]
-    Db {
-        /// What was being done.
-        operation: &'static str,
-        /// The cause.
-        #[source]
-        source: redb::Error,
-    },
+    /// The control database failed, or a plugin record in it is damaged.
+    #[error(transparent)]
+    Store(#[from] crate::store::TableError),
 }
 
 /// Where and how plugins are stored; see the module docs.
@@ -191,10 +184,7 @@ impl PluginRegistry {
                 source,
             })?;
         }
-        let txn = db.begin_write().map_err(|e| db_error("open")(e.into()))?;
-        txn.open_table(PLUGINS)
-            .map_err(|e| db_error("open")(e.into()))?;
-        txn.commit().map_err(|e| db_error("open")(e.into()))?;
+        PLUGINS.create(&db)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         runtime
             .engine()
@@ -423,19 +413,7 @@ impl PluginRegistry {
         if !stored.unclaimed() {
             return self.put(&stored);
         }
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| db_error("delete")(e.into()))?;
-        {
-            let mut table = txn
-                .open_table(PLUGINS)
-                .map_err(|e| db_error("delete")(e.into()))?;
-            table
-                .remove(digest)
-                .map_err(|e| db_error("delete")(e.into()))?;
-        }
-        txn.commit().map_err(|e| db_error("delete")(e.into()))?;
+        self.remove(digest)?;
         self.compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())

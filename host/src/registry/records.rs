@@ -1,8 +1,13 @@
 //! The registry's records in the control database: who may see a plugin, its labels and their rules.
 
-use super::*;
+use serde::{Deserialize, Serialize};
 
-pub(super) const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+use super::{PluginRecord, PluginRegistry, RegistryError};
+use crate::domain::principal::Principal;
+use crate::store::JsonTable;
+
+/// Plugin records by digest.
+pub(super) const PLUGINS: JsonTable<&str, Stored> = JsonTable::new("plugins");
 
 /// A record with who may see it, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,14 +39,6 @@ impl Stored {
     pub(super) fn unclaimed(&self) -> bool {
         !self.shared && self.tenants.is_empty()
     }
-}
-
-pub(super) fn db_error(operation: &'static str) -> impl Fn(redb::Error) -> RegistryError {
-    move |source| RegistryError::Db { operation, source }
-}
-
-pub(super) fn decode(bytes: &[u8]) -> Result<Stored, String> {
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }
 
 pub(super) fn check_labels(name: Option<&str>, version: Option<&str>) -> Result<(), RegistryError> {
@@ -86,58 +83,22 @@ pub(super) fn check_labels(name: Option<&str>, version: Option<&str>) -> Result<
 
 impl PluginRegistry {
     pub(super) fn stored(&self, digest: &str) -> Result<Option<Stored>, RegistryError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| db_error("read")(e.into()))?;
-        let table = txn
-            .open_table(PLUGINS)
-            .map_err(|e| db_error("read")(e.into()))?;
-        let value = table.get(digest).map_err(|e| db_error("read")(e.into()))?;
-        value
-            .map(|v| decode(v.value()))
-            .transpose()
-            .map_err(|message| RegistryError::Damaged {
-                digest: digest.to_owned(),
-                message,
-            })
+        Ok(PLUGINS.get(&self.db, digest)?)
     }
 
     pub(super) fn all(&self) -> Result<Vec<Stored>, RegistryError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| db_error("read")(e.into()))?;
-        let table = txn
-            .open_table(PLUGINS)
-            .map_err(|e| db_error("read")(e.into()))?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| db_error("read")(e.into()))? {
-            let (key, value) = entry.map_err(|e| db_error("read")(e.into()))?;
-            out.push(
-                decode(value.value()).map_err(|message| RegistryError::Damaged {
-                    digest: key.value().to_owned(),
-                    message,
-                })?,
-            );
-        }
-        Ok(out)
+        Ok(PLUGINS
+            .all(&self.db, |_digest| ())?
+            .into_iter()
+            .map(|((), stored)| stored)
+            .collect())
     }
 
     pub(super) fn put(&self, stored: &Stored) -> Result<(), RegistryError> {
-        let json = serde_json::to_vec(stored).unwrap_or_default();
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| db_error("write")(e.into()))?;
-        {
-            let mut table = txn
-                .open_table(PLUGINS)
-                .map_err(|e| db_error("write")(e.into()))?;
-            table
-                .insert(stored.record.digest.as_str(), json.as_slice())
-                .map_err(|e| db_error("write")(e.into()))?;
-        }
-        txn.commit().map_err(|e| db_error("write")(e.into()))
+        Ok(PLUGINS.put(&self.db, stored.record.digest.as_str(), stored)?)
+    }
+
+    pub(super) fn remove(&self, digest: &str) -> Result<(), RegistryError> {
+        Ok(PLUGINS.remove(&self.db, digest)?)
     }
 }

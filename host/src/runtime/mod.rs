@@ -22,10 +22,12 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use limits::{DEFAULT_DEADLINE, Limits};
 pub use load::{PluginError, load_plugin, read_plugin};
 pub use policy::{
-    CompileError, CompiledPolicy, GuestLine, GuestStream, Invocation, InvocationError,
-    ValidateError, WORLD, WORLDS, WarmPolicy, digest_of,
+    CompileError, CompiledPolicy, Invocation, InvocationError, ValidateError, WORLD, WORLDS,
+    WarmPolicy, digest_of,
 };
-pub use sandbox::{Access, ActuationView, Intent, NoHistory, Sandbox, StagedState};
+pub use sandbox::{
+    Access, ActuationView, GuestLine, GuestStream, Intent, NoHistory, Sandbox, StagedState,
+};
 
 /// The most core instances, memories and tables one policy component may have.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 64;

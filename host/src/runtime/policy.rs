@@ -9,7 +9,7 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 
 use super::bindings::{v0_1, v0_2};
-use super::sandbox::{Access, Intent, Sandbox, StagedState, clip};
+use super::sandbox::{Access, GuestLine, GuestStream, Intent, Sandbox, StagedState, clip};
 use super::{Limits, PolicyEngine};
 use crate::domain::cluster::TimestampMs;
 
@@ -89,33 +89,6 @@ pub enum ValidateError {
     /// The check itself failed.
     #[error("validate-config failed")]
     Failed(#[source] InvocationError),
-}
-
-/// Which guest stream a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum GuestStream {
-    /// WASI stdout.
-    Stdout,
-    /// WASI stderr.
-    Stderr,
-    /// `log` at debug.
-    Debug,
-    /// `log` at info.
-    Info,
-    /// `log` at warn.
-    Warn,
-    /// `log` at error.
-    Error,
-}
-
-/// One line the guest printed or logged; each also goes to the host log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GuestLine {
-    /// Where it came from.
-    pub stream: GuestStream,
-    /// The text.
-    pub message: String,
 }
 
 /// What one tick invocation did: its result, what it asked for, what it used.

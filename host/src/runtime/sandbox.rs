@@ -16,10 +16,37 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 use super::Limits;
 use crate::backends::Cluster;
 use crate::domain::cluster::{
-    InFlight, PowerState, ScaleChange, TickOutcomes, TimestampMs, WorkloadRef,
+    PowerOperation, PowerState, ScaleChange, TickOutcomes, TimestampMs, WorkloadRef,
 };
 use crate::domain::scope::Scope;
 use crate::store::StateStore;
+
+/// Which guest stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestStream {
+    /// WASI stdout.
+    Stdout,
+    /// WASI stderr.
+    Stderr,
+    /// `log` at debug.
+    Debug,
+    /// `log` at info.
+    Info,
+    /// `log` at warn.
+    Warn,
+    /// `log` at error.
+    Error,
+}
+
+/// One line the guest printed or logged; each also goes to the host log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuestLine {
+    /// Where it came from.
+    pub stream: GuestStream,
+    /// The text.
+    pub message: String,
+}
 
 /// Captured guest output per stream; a write beyond it fails in the guest (Rust's `println!`
 /// then panics, ending the tick, which is then reported as a limit).
@@ -57,7 +84,7 @@ pub trait ActuationView: Send + Sync {
     /// The outcomes of the binding's last applied tick, power progress as of now.
     fn previous(&self) -> Option<TickOutcomes>;
     /// The power operation in flight on VM `vm_id` of `pool` (the binding's backend).
-    fn in_flight(&self, pool: &str, vm_id: &str) -> Option<InFlight>;
+    fn in_flight(&self, pool: &str, vm_id: &str) -> Option<PowerOperation>;
 }
 
 /// An [`ActuationView`] of a binding that has not applied anything.
@@ -69,7 +96,7 @@ impl ActuationView for NoHistory {
         None
     }
 
-    fn in_flight(&self, _pool: &str, _vm_id: &str) -> Option<InFlight> {
+    fn in_flight(&self, _pool: &str, _vm_id: &str) -> Option<PowerOperation> {
         None
     }
 }
@@ -248,7 +275,7 @@ pub struct Sandbox {
     pub(crate) intents: Vec<Intent>,
     /// Where each target's or VM's intent is in `intents`.
     intent_index: HashMap<IntentKey, usize>,
-    pub(crate) logs: Vec<super::GuestLine>,
+    pub(crate) logs: Vec<GuestLine>,
     /// Guest bytes put into the host's own log so far, and held back past
     /// [`MAX_FORWARDED_LOG_BYTES`].
     forwarded: usize,
@@ -376,8 +403,8 @@ impl Sandbox {
 
     /// Puts a guest line into the host's log at its level, tagged with tenant and binding, up to
     /// [`MAX_FORWARDED_LOG_BYTES`] per invocation; past it, counts what it held back.
-    pub(crate) fn forward_to_host_log(&mut self, stream: super::GuestStream, message: &str) {
-        use super::GuestStream as S;
+    pub(crate) fn forward_to_host_log(&mut self, stream: GuestStream, message: &str) {
+        use GuestStream as S;
         if self.forwarded + message.len() > MAX_FORWARDED_LOG_BYTES {
             self.held_back += message.len();
             return;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::guard::Adjustment;
+use super::guard::RailAdjustment;
 use crate::domain::cluster::{PowerState, TimestampMs, WorkloadRef};
 use crate::runtime::{Intent, InvocationError};
 
@@ -41,7 +41,7 @@ pub enum Action {
         /// What the rails let through and the host applied.
         applied: u32,
         /// Each rail that changed the value.
-        adjustments: Vec<Adjustment>,
+        adjustments: Vec<RailAdjustment>,
         /// The backend's error, if applying failed.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,

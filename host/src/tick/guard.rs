@@ -3,14 +3,14 @@
 //! In order, as the HPA applies its own: bounds (min/max), scale-down stabilization (the highest
 //! recommendation within the window), step limits per tick, then cooldowns since the last applied
 //! change (up and down separately), and bounds again last, so that bounds win over step limits.
-//! Each rail that changes the value says so in an [`Adjustment`], which the audit record keeps.
+//! Each rail that changes the value says so in an [`RailAdjustment`], which the audit record keeps.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::domain::cluster::TimestampMs;
+use crate::domain::cluster::{Rail, TimestampMs};
 
 /// Per-target guard rails (configured on each binding target, see `TargetSpec`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,12 +46,12 @@ impl Rails {
     }
 }
 
-/// One rail changing a value.
+/// One rail changing a value, with why (the audit record's; a policy sees it without the reason,
+/// as an [`Adjustment`](crate::domain::cluster::Adjustment)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Adjustment {
-    /// `min-replicas`, `max-replicas`, `stabilization-down`, `max-step-up`, `max-step-down`,
-    /// `cooldown-up`, `cooldown-down`.
-    pub rail: &'static str,
+pub struct RailAdjustment {
+    /// The rail; in JSON its kebab-case name.
+    pub rail: Rail,
     /// Value before.
     pub from: u32,
     /// Value after.
@@ -73,7 +73,7 @@ pub struct Verdict {
     /// Replicas to apply.
     pub replicas: u32,
     /// What changed the requested value, in order.
-    pub adjustments: Vec<Adjustment>,
+    pub adjustments: Vec<RailAdjustment>,
 }
 
 impl Rails {
@@ -88,9 +88,9 @@ impl Rails {
     ) -> Verdict {
         let mut adjustments = Vec::new();
         let mut value = requested;
-        let mut adjust = |value: &mut u32, to: u32, rail: &'static str, reason: String| {
+        let mut adjust = |value: &mut u32, to: u32, rail: Rail, reason: String| {
             if *value != to {
-                adjustments.push(Adjustment {
+                adjustments.push(RailAdjustment {
                     rail,
                     from: *value,
                     to,
@@ -103,7 +103,7 @@ impl Rails {
             adjust(
                 &mut value,
                 self.min_replicas,
-                "min-replicas",
+                Rail::MinReplicas,
                 format!("below min_replicas {}", self.min_replicas),
             );
         }
@@ -111,7 +111,7 @@ impl Rails {
             adjust(
                 &mut value,
                 self.max_replicas,
-                "max-replicas",
+                Rail::MaxReplicas,
                 format!("above max_replicas {}", self.max_replicas),
             );
         }
@@ -128,7 +128,7 @@ impl Rails {
             adjust(
                 &mut value,
                 highest,
-                "stabilization-down",
+                Rail::StabilizationDown,
                 format!("highest recommendation in the last {secs}s"),
             );
         }
@@ -138,7 +138,7 @@ impl Rails {
                 adjust(
                     &mut value,
                     limit,
-                    "max-step-up",
+                    Rail::MaxStepUp,
                     format!("at most +{step} per tick"),
                 );
             }
@@ -149,7 +149,7 @@ impl Rails {
                 adjust(
                     &mut value,
                     limit,
-                    "max-step-down",
+                    Rail::MaxStepDown,
                     format!("at most -{step} per tick"),
                 );
             }
@@ -159,9 +159,9 @@ impl Rails {
         if let Some(last) = history.last_change.filter(|_| in_bounds) {
             let since = now.saturating_sub(last);
             let (cooldown, rail) = if value > current {
-                (self.cooldown_up, "cooldown-up")
+                (self.cooldown_up, Rail::CooldownUp)
             } else {
-                (self.cooldown_down, "cooldown-down")
+                (self.cooldown_down, Rail::CooldownDown)
             };
             if value != current && since < cooldown.as_millis() as u64 {
                 let reason = format!(
@@ -177,7 +177,7 @@ impl Rails {
             adjust(
                 &mut value,
                 self.min_replicas,
-                "min-replicas",
+                Rail::MinReplicas,
                 format!("below min_replicas {}", self.min_replicas),
             );
         }
@@ -185,7 +185,7 @@ impl Rails {
             adjust(
                 &mut value,
                 self.max_replicas,
-                "max-replicas",
+                Rail::MaxReplicas,
                 format!("above max_replicas {}", self.max_replicas),
             );
         }
@@ -256,7 +256,7 @@ mod tests {
         let rails_hit: Vec<_> = v
             .adjustments
             .iter()
-            .map(|a| (a.rail, a.from, a.to))
+            .map(|a| (a.rail.as_str(), a.from, a.to))
             .collect();
         assert_eq!(
             rails_hit,
@@ -264,8 +264,8 @@ mod tests {
         );
         let v = rails().judge(&RailHistory::default(), 5, 0, 0);
         assert_eq!(v.replicas, 3);
-        assert_eq!(v.adjustments[0].rail, "min-replicas");
-        assert_eq!(v.adjustments[1].rail, "max-step-down");
+        assert_eq!(v.adjustments[0].rail.as_str(), "min-replicas");
+        assert_eq!(v.adjustments[1].rail.as_str(), "max-step-down");
     }
 
     #[test]
@@ -275,7 +275,7 @@ mod tests {
         h.record(0, 9, false, r.stabilization_down);
         let v = r.judge(&h, 8, 4, 100_000);
         assert_eq!(v.replicas, 8, "9 within the window, capped at current");
-        assert_eq!(v.adjustments[0].rail, "stabilization-down");
+        assert_eq!(v.adjustments[0].rail.as_str(), "stabilization-down");
         h.record(100_000, 4, false, r.stabilization_down);
         let v = r.judge(&h, 8, 4, 301_000);
         assert_eq!(
@@ -337,7 +337,7 @@ mod tests {
         assert_eq!(r.judge(&h, 6, 7, 30_000).replicas, 7);
         let v = r.judge(&h, 6, 5, 40_000);
         assert_eq!(
-            (v.replicas, v.adjustments.last().map(|a| a.rail)),
+            (v.replicas, v.adjustments.last().map(|a| a.rail.as_str())),
             (6, Some("cooldown-down"))
         );
         assert_eq!(r.judge(&h, 6, 5, 60_000).replicas, 5);

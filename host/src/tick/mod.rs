@@ -20,7 +20,7 @@ mod shares;
 pub use audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, ShadowRecord};
 pub use binding::{Binding, BindingSpec, FallbackAction, FallbackSpec, Health, Shadow, TargetSpec};
 pub use engine::{BindError, BindOptions, ShadowOptions, TickEngine};
-pub use guard::{Adjustment, RailHistory, Rails, Verdict};
+pub use guard::{RailAdjustment, RailHistory, Rails, Verdict};
 pub use lateness::{Lateness, LatenessSummary};
 pub use operations::{Finished, Operation, Operations, Started};
 pub use scheduler::Scheduler;

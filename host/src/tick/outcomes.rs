@@ -10,7 +10,8 @@ use std::sync::Arc;
 use super::audit::Action;
 use super::operations::Operations;
 use crate::domain::cluster::{
-    InFlight, PowerOutcome, PowerProgress, ScaleOutcome, TickOutcomes, TimestampMs,
+    Adjustment, PowerOperation, PowerOutcome, PowerProgress, ScaleOutcome, TickOutcomes,
+    TimestampMs,
 };
 use crate::runtime::ActuationView;
 
@@ -50,7 +51,14 @@ impl ActuationView for BindingActuation {
                     current: *current,
                     requested: *requested,
                     applied: *applied,
-                    adjustments: adjustments.iter().map(|a| (a.rail, a.from, a.to)).collect(),
+                    adjustments: adjustments
+                        .iter()
+                        .map(|a| Adjustment {
+                            rail: a.rail,
+                            from: a.from,
+                            to: a.to,
+                        })
+                        .collect(),
                     error: error.clone(),
                 }),
                 Action::Power {
@@ -80,7 +88,7 @@ impl ActuationView for BindingActuation {
         Some(outcomes)
     }
 
-    fn in_flight(&self, pool: &str, vm_id: &str) -> Option<InFlight> {
+    fn in_flight(&self, pool: &str, vm_id: &str) -> Option<PowerOperation> {
         self.operations
             .in_flight(self.backend.as_deref(), pool, vm_id)
     }

@@ -27,13 +27,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use super::promql::{Query, parse_query};
+use super::promql::parse_query;
 use async_trait::async_trait;
 
 use super::{Actuator, Clock, MetricSource, VmInventory, WorkloadReader};
 use crate::domain::cluster::{
     BackendError, Capacity, NodeInfo, PodInfo, PowerState, Sample, Series, TimestampMs, Vm,
-    WorkloadKind, WorkloadRef, WorkloadStatus,
+    WorkloadRef, WorkloadStatus,
 };
 use crate::domain::trace::Trace;
 
@@ -44,8 +44,6 @@ pub use spec::{
     LifecycleEvent, LoadSpec, NodeSpec, SimError, SimSpec, SimVmSpec, SimWorkloadSpec, VmPoolSpec,
 };
 use world::{Load, Node, Pool, Sim, Workload};
-
-use crate::domain::trace::MINUTE_MS;
 
 /// Pushed events are kept this long (here and in the backtest model).
 pub(crate) const EVENT_RETENTION_MS: u64 = 3_600_000;
@@ -463,6 +461,8 @@ impl Actuator for SimulatedCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::cluster::WorkloadKind;
+    use crate::domain::trace::MINUTE_MS;
     use std::time::Duration;
 
     fn spec() -> SimSpec {

@@ -1,7 +1,15 @@
 //! The simulated cluster's state and how it moves: nodes, VMs booting and draining, pods
 //! scheduled and preempted, load, pushed events, and the answers to queries.
 
-use super::*;
+use std::collections::{HashMap, VecDeque};
+
+use super::spec::{LifecycleEvent, NodeSpec, SimWorkloadSpec, VmPoolSpec};
+use super::{CPU_BURST, EVENT_RETENTION_MS, HISTORY_MINUTES};
+use crate::backends::promql::Query;
+use crate::domain::cluster::{
+    BackendError, Capacity, NodeInfo, PodInfo, PowerState, TimestampMs, WorkloadKind, WorkloadRef,
+};
+use crate::domain::trace::{MINUTE_MS, Trace};
 
 pub(super) enum Load {
     None,

@@ -37,12 +37,10 @@ fn scale_outcome(s: cluster::ScaleOutcome) -> ScaleOutcome {
         adjustments: s
             .adjustments
             .into_iter()
-            .filter_map(|(rail, from, to)| {
-                Some(Adjustment {
-                    rail: rail_of(rail)?,
-                    from,
-                    to,
-                })
+            .map(|a| Adjustment {
+                rail: rail_of(a.rail),
+                from: a.from,
+                to: a.to,
             })
             .collect(),
         error: s.error,
@@ -65,18 +63,16 @@ fn power_outcome(p: cluster::PowerOutcome) -> PowerOutcome {
     }
 }
 
-/// The WIT rail of an audit record's rail name (see `tick/guard.rs`).
-fn rail_of(name: &str) -> Option<Rail> {
-    Some(match name {
-        "min-replicas" => Rail::MinReplicas,
-        "max-replicas" => Rail::MaxReplicas,
-        "stabilization-down" => Rail::StabilizationDown,
-        "max-step-up" => Rail::MaxStepUp,
-        "max-step-down" => Rail::MaxStepDown,
-        "cooldown-up" => Rail::CooldownUp,
-        "cooldown-down" => Rail::CooldownDown,
-        _ => return None,
-    })
+fn rail_of(rail: cluster::Rail) -> Rail {
+    match rail {
+        cluster::Rail::MinReplicas => Rail::MinReplicas,
+        cluster::Rail::MaxReplicas => Rail::MaxReplicas,
+        cluster::Rail::StabilizationDown => Rail::StabilizationDown,
+        cluster::Rail::MaxStepUp => Rail::MaxStepUp,
+        cluster::Rail::MaxStepDown => Rail::MaxStepDown,
+        cluster::Rail::CooldownUp => Rail::CooldownUp,
+        cluster::Rail::CooldownDown => Rail::CooldownDown,
+    }
 }
 
 fn outcome_bytes(o: &cluster::TickOutcomes) -> usize {

@@ -1,9 +1,17 @@
 //! Applying a tick's intents after the rails: scale through the backend, power through the
 //! operations queue; a fallback's actions the same way.
 
-use super::*;
+use std::time::Duration;
+
+use super::TickEngine;
 use crate::domain::cluster::BackendError;
+use crate::domain::cluster::{PowerState, TimestampMs, WorkloadRef};
+use crate::domain::scope::Scope;
+use crate::runtime::{Intent, InvocationError, StagedState};
+use crate::tick::audit::Action;
+use crate::tick::binding::Binding;
 use crate::tick::io::{blocking_io, retry};
+use crate::tick::operations::Started;
 
 impl TickEngine {
     pub(super) async fn apply_intents(

@@ -1,8 +1,17 @@
 //! Binding: a spec checked against its tenant, its targets' owners and the operator's ceilings,
 //! its config validated by the policy itself, then installed as a new revision.
 
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::TickEngine;
+use crate::domain::scope::Scope;
+use crate::runtime::{CompiledPolicy, InvocationError, StagedState};
 use crate::runtime::{Limits, ValidateError};
+use crate::store::namespace;
+use crate::tick::binding::{Binding, BindingSpec, Shadow};
+use crate::tick::error::BindError;
 
 /// What [`TickEngine::bind_with`] installs beside the spec.
 #[derive(Default)]

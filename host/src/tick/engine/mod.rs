@@ -6,21 +6,20 @@
 //! invocations draw instances from its fair share of the pool (see [`InstanceShares`]).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use super::audit::{Action, AuditLog, AuditRecord, Outcome, ShadowRecord};
-use super::binding::{Binding, BindingSpec, FallbackAction, Shadow};
-use super::operations::{Operations, Started};
+use super::audit::{Action, AuditLog, AuditRecord, Outcome};
+use super::binding::{Binding, FallbackAction};
+use super::operations::Operations;
 use super::outcomes::{BindingActuation, LastApplied};
 use crate::backends::{Clock, Cluster};
-use crate::domain::cluster::{PowerState, TimestampMs, WorkloadRef};
+use crate::domain::cluster::TimestampMs;
 use crate::domain::scope::{Scope, TenantSpec};
 use crate::runtime::{
-    Access, CompiledPolicy, EngineConfig, Intent, Invocation, InvocationError, StagedState,
+    Access, CompiledPolicy, EngineConfig, Invocation, InvocationError, StagedState,
 };
-use crate::store::{StateStore, namespace, shadow_namespace};
+use crate::store::{StateStore, namespace};
 
 mod apply;
 mod bind;

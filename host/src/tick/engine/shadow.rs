@@ -1,6 +1,14 @@
 //! The shadow revision: the same instant, dry, its state under its own namespace.
 
-use super::*;
+use std::sync::Arc;
+
+use super::apply::{Refused, commit_gated};
+use super::{Revision, TickEngine};
+use crate::domain::cluster::TimestampMs;
+use crate::store::shadow_namespace;
+use crate::tick::audit::{Outcome, ShadowRecord};
+use crate::tick::binding::{Binding, Shadow};
+use crate::tick::outcomes::LastApplied;
 
 impl TickEngine {
     /// Runs the shadow revision on the same instant, dry: its state is committed under its own

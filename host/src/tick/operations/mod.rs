@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use super::audit::AuditLog;
 use crate::backends::{Clock, Cluster, SystemClock};
-use crate::domain::cluster::{InFlight, PowerProgress, PowerState, TimestampMs};
+use crate::domain::cluster::{PowerOperation, PowerProgress, PowerState, TimestampMs};
 use crate::store::{StateError, StateStore};
 
 mod settle;
@@ -456,13 +456,18 @@ impl Operations {
     }
 
     /// The operation in flight on VM `vm_id` of `pool` on `backend`.
-    pub fn in_flight(&self, backend: Option<&str>, pool: &str, vm_id: &str) -> Option<InFlight> {
+    pub fn in_flight(
+        &self,
+        backend: Option<&str>,
+        pool: &str,
+        vm_id: &str,
+    ) -> Option<PowerOperation> {
         let key = (
             backend.map(str::to_owned),
             pool.to_owned(),
             vm_id.to_owned(),
         );
-        self.running().get(&key).map(|r| InFlight {
+        self.running().get(&key).map(|r| PowerOperation {
             id: r.operation.id,
             state: r.operation.state,
             step: doing(&r.operation, r.cancelling),

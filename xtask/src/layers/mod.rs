@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+mod source;
+
+use source::{CrateIndex, blank_comments_and_strings, path_tree, referenced_modules, tokenize};
+
 /// The parsed `host/layers.toml`.
 struct Rules {
     /// Top-level module → the modules it may use.
@@ -38,15 +42,38 @@ pub fn check(root: &Path) -> Result<()> {
     let src = root.join("host/src");
     let mut files = Vec::new();
     rust_files(&src, &mut files)?;
-    let mut edges: BTreeSet<(Vec<String>, Vec<String>, String)> = BTreeSet::new();
+    // Each file's code, comments and strings blanked and its trailing tests cut off (tests may
+    // use what they test).
+    let mut sources = Vec::new();
     for file in &files {
         let rel = file.strip_prefix(&src).expect("under src");
-        let module = module_path(rel);
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
-        let code = blank_comments_and_strings(&text);
-        for target in referenced_modules(&module, &code) {
-            edges.insert((module.clone(), target, rel.display().to_string()));
+        let code: String = blank_comments_and_strings(&text)
+            .lines()
+            .take(lines_without_tests(&text))
+            .collect::<Vec<_>>()
+            .join("\n");
+        sources.push((rel.to_owned(), module_path(rel), code));
+    }
+    let mut index = CrateIndex::new(sources.iter().map(|(_, module, _)| module.clone()));
+    for (rel, module, code) in &sources {
+        for glob in index.add_imports(module, code) {
+            problems.push(format!(
+                "{}: `use {glob}` hides which module each name comes from: name them",
+                rel.display()
+            ));
+        }
+    }
+    // Every path a module uses, through re-exports to the module that defines the name.
+    let mut edges: BTreeSet<(Vec<String>, Vec<String>, String)> = BTreeSet::new();
+    for (rel, module, code) in &sources {
+        for target in referenced_modules(module, code) {
+            edges.insert((
+                module.clone(),
+                index.canonical(target),
+                rel.display().to_string(),
+            ));
         }
     }
 
@@ -70,16 +97,12 @@ pub fn check(root: &Path) -> Result<()> {
         }
     }
 
-    // Names the crate root re-exports (`crate::Host`, `crate::display_chain`) stand for the
-    // module they come from.
-    let root_exports = root_reexports(&src.join("lib.rs"))?;
     // Top-level edges.
     let mut seen = BTreeSet::new();
     for (from, to, file) in &edges {
         let (Some(a), Some(b)) = (from.first(), to.first()) else {
             continue;
         };
-        let b = root_exports.get(b).unwrap_or(b);
         if a == b || !roots.contains(b) {
             continue;
         }
@@ -129,31 +152,6 @@ pub fn check(root: &Path) -> Result<()> {
         "{} layering problem(s); see host/layers.toml and docs/architecture.md",
         problems.len()
     )
-}
-
-/// `lib.rs`'s `pub use module::…::Name` items: Name → module.
-fn root_reexports(lib: &Path) -> Result<BTreeMap<String, String>> {
-    let text =
-        std::fs::read_to_string(lib).with_context(|| format!("cannot read {}", lib.display()))?;
-    let tokens = tokenize(&blank_comments_and_strings(&text));
-    let mut map = BTreeMap::new();
-    let mut i = 0;
-    while i + 1 < tokens.len() {
-        if tokens[i] == "pub" && tokens[i + 1] == "use" {
-            let (paths, next) = path_tree(&tokens, i + 2);
-            for path in paths {
-                if let (Some(module), Some(name)) = (path.first(), path.last())
-                    && path.len() > 1
-                {
-                    map.insert(name.clone(), module.clone());
-                }
-            }
-            i = next;
-        } else {
-            i += 1;
-        }
-    }
-    Ok(map)
 }
 
 fn read_rules(path: &Path) -> Result<Rules> {
@@ -294,243 +292,6 @@ fn module_path(rel: &Path) -> Vec<String> {
     parts
 }
 
-/// The source with comments, string and char literals replaced by spaces (lines kept).
-fn blank_comments_and_strings(text: &str) -> String {
-    let bytes: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
-    while i < bytes.len() {
-        let c = bytes[i];
-        let next = bytes.get(i + 1).copied();
-        if c == '/' && next == Some('/') {
-            while i < bytes.len() && bytes[i] != '\n' {
-                out.push(' ');
-                i += 1;
-            }
-        } else if c == '/' && next == Some('*') {
-            let mut depth = 0;
-            while i < bytes.len() {
-                if bytes[i] == '/' && bytes.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    out.push_str("  ");
-                    i += 2;
-                } else if bytes[i] == '*' && bytes.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    out.push_str("  ");
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    out.push(blank(bytes[i]));
-                    i += 1;
-                }
-            }
-        } else if c == 'r' && (next == Some('"') || next == Some('#')) && raw_string_at(&bytes, i) {
-            let mut j = i + 1;
-            let mut hashes = 0;
-            while bytes.get(j) == Some(&'#') {
-                hashes += 1;
-                j += 1;
-            }
-            // bytes[j] == '"'
-            let mut k = j + 1;
-            loop {
-                if k >= bytes.len() {
-                    break;
-                }
-                if bytes[k] == '"' && (0..hashes).all(|h| bytes.get(k + 1 + h) == Some(&'#')) {
-                    k += 1 + hashes;
-                    break;
-                }
-                k += 1;
-            }
-            for &ch in &bytes[i..k.min(bytes.len())] {
-                out.push(blank(ch));
-            }
-            i = k;
-        } else if c == '"' {
-            out.push(' ');
-            i += 1;
-            while i < bytes.len() && bytes[i] != '"' {
-                if bytes[i] == '\\' {
-                    out.push(' ');
-                    i += 1;
-                }
-                if i < bytes.len() {
-                    out.push(blank(bytes[i]));
-                    i += 1;
-                }
-            }
-            out.push(' ');
-            i += 1;
-        } else if c == '\'' && char_literal_len(&bytes, i).is_some() {
-            let len = char_literal_len(&bytes, i).expect("checked");
-            for _ in 0..len {
-                out.push(' ');
-            }
-            i += len;
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn raw_string_at(bytes: &[char], i: usize) -> bool {
-    // `r"` or `r#…#"`, not part of an identifier such as `for"` or `br`.
-    if i > 0 && (bytes[i - 1].is_alphanumeric() || bytes[i - 1] == '_') && bytes[i - 1] != 'b' {
-        return false;
-    }
-    let mut j = i + 1;
-    while bytes.get(j) == Some(&'#') {
-        j += 1;
-    }
-    bytes.get(j) == Some(&'"')
-}
-
-/// The length of a char literal starting at `i` (`'a'`, `'\n'`, `'\u{1F600}'`), or `None` for a
-/// lifetime.
-fn char_literal_len(bytes: &[char], i: usize) -> Option<usize> {
-    if bytes.get(i + 1) == Some(&'\\') {
-        let mut j = i + 2;
-        while j < bytes.len() && j < i + 12 {
-            if bytes[j] == '\'' {
-                return Some(j - i + 1);
-            }
-            j += 1;
-        }
-        None
-    } else if bytes.get(i + 2) == Some(&'\'') {
-        Some(3)
-    } else {
-        None
-    }
-}
-
-/// Every module path (as full crate paths) that `code` reaches: `use` trees and inline paths
-/// starting with `crate::`, `super::` or `self::`, resolved against `module`.
-fn referenced_modules(module: &[String], code: &str) -> BTreeSet<Vec<String>> {
-    let tokens = tokenize(code);
-    let mut found = BTreeSet::new();
-    let mut i = 0;
-    while i < tokens.len() {
-        let t = tokens[i].as_str();
-        let starts_path = matches!(t, "crate" | "super" | "self")
-            && tokens.get(i + 1).is_some_and(|n| n == "::")
-            && (i == 0 || tokens[i - 1] != "::");
-        if starts_path {
-            let (paths, next) = path_tree(&tokens, i);
-            for path in paths {
-                if let Some(resolved) = resolve(module, &path) {
-                    found.insert(resolved);
-                }
-            }
-            i = next.max(i + 1);
-        } else {
-            i += 1;
-        }
-    }
-    found
-}
-
-fn tokenize(code: &str) -> Vec<String> {
-    let mut tokens = Vec::new();
-    let chars: Vec<char> = code.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_alphanumeric() || c == '_' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                i += 1;
-            }
-            tokens.push(chars[start..i].iter().collect());
-        } else if c == ':' && chars.get(i + 1) == Some(&':') {
-            tokens.push("::".into());
-            i += 2;
-        } else if c.is_whitespace() {
-            i += 1;
-        } else {
-            tokens.push(c.to_string());
-            i += 1;
-        }
-    }
-    tokens
-}
-
-/// Reads a path (or a `use` tree) from `tokens[i]`; returns the expanded paths (up to a few
-/// segments each, enough to resolve the module) and the index after it.
-fn path_tree(tokens: &[String], mut i: usize) -> (Vec<Vec<String>>, usize) {
-    let mut prefix = Vec::new();
-    loop {
-        match tokens.get(i).map(String::as_str) {
-            Some("{") => {
-                let mut paths = Vec::new();
-                i += 1;
-                loop {
-                    match tokens.get(i).map(String::as_str) {
-                        None => return (paths, i),
-                        Some("}") => return (paths, i + 1),
-                        Some(",") => i += 1,
-                        Some(_) => {
-                            let (inner, next) = path_tree(tokens, i);
-                            for p in inner {
-                                let mut full = prefix.clone();
-                                full.extend(p);
-                                paths.push(full);
-                            }
-                            if next == i {
-                                i += 1;
-                            } else {
-                                i = next;
-                            }
-                        }
-                    }
-                }
-            }
-            Some(t) if t.chars().all(|c| c.is_alphanumeric() || c == '_') => {
-                prefix.push(t.to_owned());
-                i += 1;
-                if tokens.get(i).map(String::as_str) == Some("::") {
-                    i += 1;
-                } else {
-                    return (vec![prefix], i);
-                }
-            }
-            Some("*") => return (vec![prefix], i + 1),
-            _ => return (vec![prefix], i),
-        }
-    }
-}
-
-/// A `crate::…`/`super::…`/`self::…` path, seen from `module`, as a path from the crate root.
-fn resolve(module: &[String], path: &[String]) -> Option<Vec<String>> {
-    let mut segments = path.iter();
-    let mut base: Vec<String> = match segments.next()?.as_str() {
-        "crate" => Vec::new(),
-        "self" => module.to_vec(),
-        "super" => {
-            let mut m = module.to_vec();
-            m.pop()?;
-            m
-        }
-        _ => return None,
-    };
-    let mut rest: Vec<String> = Vec::new();
-    for s in segments {
-        if s == "super" && rest.is_empty() {
-            base.pop()?;
-        } else {
-            rest.push(s.clone());
-        }
-    }
-    base.extend(rest);
-    Some(base)
-}
-
 fn long_files(root: &Path, rules: &Rules) -> Result<Vec<String>> {
     let mut dirs = vec![
         root.join("host/src"),
@@ -621,9 +382,9 @@ fn public_api(root: &Path) -> Result<Vec<String>> {
                     }
                 }
                 Some("use") => {
-                    let (paths, next) = path_tree(&tokens, i + 2);
-                    for p in paths {
-                        exports.insert(format!("use {}", p.join("::")));
+                    let (leaves, next) = path_tree(&tokens, i + 2);
+                    for leaf in leaves {
+                        exports.insert(format!("use {}", leaf.segments.join("::")));
                     }
                     i = next;
                     continue;
@@ -713,6 +474,56 @@ mod tests {
     fn super_from_a_mod_rs_climbs_out_of_the_module() {
         let found = refs(&["tick"], "use super::control::Control;");
         assert_eq!(found, vec!["control::Control".to_string()]);
+    }
+
+    fn module(path: &str) -> Vec<String> {
+        path.split("::")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_name_re_exported_by_a_parent_resolves_to_the_sibling_that_defines_it() {
+        let mut index = CrateIndex::new(
+            [
+                "control",
+                "control::records",
+                "control::bindings",
+                "tick",
+                "tick::engine",
+            ]
+            .map(module),
+        );
+        let parent = "mod records; mod bindings;\n\
+                      use records::{BindingRecord, db_error as fail};\n\
+                      pub(crate) use crate::tick::engine::TickEngine;";
+        assert!(index.add_imports(&module("control"), parent).is_empty());
+        index.add_imports(&module(""), "pub use control::TickEngine as Engine;");
+        let canonical = |path: &str| index.canonical(module(path)).join("::");
+        assert_eq!(
+            canonical("control::BindingRecord::new"),
+            "control::records::BindingRecord::new"
+        );
+        assert_eq!(canonical("control::fail"), "control::records::db_error");
+        assert_eq!(canonical("Engine"), "tick::engine::TickEngine");
+        assert_eq!(canonical("control::Control"), "control::Control");
+        // What a child reaches through `super::` is the sibling, which the cycle check sees.
+        let from_bindings = refs(&["control", "bindings"], "use super::BindingRecord;");
+        assert_eq!(
+            canonical(&from_bindings[0]),
+            "control::records::BindingRecord"
+        );
+    }
+
+    #[test]
+    fn a_glob_of_the_crates_own_modules_is_reported_and_one_of_a_dependency_is_not() {
+        let mut index = CrateIndex::new(["control", "control::records"].map(module));
+        let globs = index.add_imports(
+            &module("control"),
+            "use records::*;\nuse super::*;\nuse plotters::prelude::*;\nfn f() {}",
+        );
+        assert_eq!(globs, vec!["control::records::*", "::*"]);
     }
 
     #[test]
