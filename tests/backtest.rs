@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::compiled;
+use scalehost::backends::simulated::read_trace;
 use scalehost::backtest::baselines::{self, BaselineBounds};
 use scalehost::backtest::run::{Backtest, BacktestSpec};
 use scalehost::cmd::simulate::default_config;
-use scalehost::domain::trace::Trace;
 use scalehost_test_artifacts as artifacts;
 
 fn nasa() -> PathBuf {
@@ -40,7 +40,7 @@ fn plugins() -> tempfile::TempDir {
 
 #[test]
 fn hpa_classic_gives_exactly_the_native_hpa_numbers() {
-    let trace = Trace::from_csv_path(&nasa()).expect("the NASA trace");
+    let trace = read_trace(&nasa()).expect("the NASA trace");
     // Two days with the July 4th holiday in them: scale-ups, stabilized scale-downs, quiet nights.
     let spec = BacktestSpec {
         from_minute: 3 * 1440,

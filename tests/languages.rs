@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
+use scalehost::backends::simulated::read_trace;
 use scalehost::backtest::run::{Backtest, BacktestSpec};
 use scalehost::cmd::simulate::default_config;
-use scalehost::domain::trace::Trace;
 use scalehost::runtime::{CompiledPolicy, GuestStream, Limits, StagedState, ValidateError};
 use scalehost::store::StateStore;
 use scalehost::tick::{AuditRecord, Outcome};
@@ -47,7 +47,7 @@ fn implementations() -> Vec<(&'static str, Arc<CompiledPolicy>)> {
 
 /// Minutes `from..from + minutes` of the NASA trace (15 s ticks: 4 per minute).
 fn nasa(from: usize, minutes: usize) -> Backtest {
-    let trace = Trace::from_csv_path(
+    let trace = read_trace(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
             .join(scalehost::cmd::demo::DEFAULT_TRACE),

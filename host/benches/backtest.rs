@@ -11,9 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use scalehost::backends::simulated::read_trace;
 use scalehost::backtest::run::{Backtest, BacktestSpec};
 use scalehost::cmd::simulate::default_config;
-use scalehost::domain::trace::Trace;
 use scalehost::runtime::{EngineConfig, PolicyEngine};
 use scalehost_test_artifacts as artifacts;
 
@@ -32,7 +32,7 @@ fn main() {
     let trace_path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(scalehost::cmd::demo::DEFAULT_TRACE);
-    let trace = Trace::from_csv_path(&trace_path).expect("the NASA trace");
+    let trace = read_trace(&trace_path).expect("the NASA trace");
     let backtest = Backtest::new(&trace, &BacktestSpec::default()).expect("the whole trace");
     let runtime = PolicyEngine::new(&EngineConfig::default()).expect("engine");
     println!(

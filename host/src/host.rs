@@ -19,7 +19,9 @@ use crate::config::{BackendKind, HostConfig};
 use crate::control::{Control, ControlError};
 use crate::domain::cluster::TimestampMs;
 use crate::registry::{PluginRegistry, RegistryError};
-use crate::runtime::{CompiledPolicy, EngineError, PluginError, PolicyEngine, read_plugin};
+use crate::runtime::{
+    CompiledPolicy, EngineError, PluginError, PolicyEngine, compile_plugin, read_plugin,
+};
 use crate::store::{StateError, StateStore};
 use crate::tick::{AuditError, AuditLog, BindError, Scheduler, TickEngine};
 
@@ -194,10 +196,10 @@ impl Host {
                 None => {
                     let rt = runtime.clone();
                     // Compiling is CPU-heavy: keep it off the async workers.
-                    let compiled = tokio::task::spawn_blocking(move || rt.compile(&bytes))
-                        .await
-                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-                        .map_err(|source| PluginError::Compile { path, source })?;
+                    let compiled =
+                        tokio::task::spawn_blocking(move || compile_plugin(&rt, &path, &bytes))
+                            .await
+                            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
                     let policy = Arc::new(compiled);
                     by_digest.insert(digest, policy.clone());
                     policy

@@ -22,6 +22,17 @@
 //! without `behavior` uses a legacy path upstream; here the defaults of `behavior: {}` apply);
 //! recorded scale events assume the intent was applied as asked.
 
+/// kube-controller-manager's `--horizontal-pod-autoscaler-tolerance` default: no change while
+/// `|ratio - 1| <= 0.1`.
+pub const DEFAULT_TOLERANCE: f64 = 0.1;
+
+/// The CPU utilization target, percent of the pods' request, that scalehost uses when none is
+/// given (HPA itself has no default target): the `hpa-classic` plugin's and the `hpa` baseline's.
+pub const DEFAULT_TARGET_UTILIZATION_PCT: i32 = 70;
+
+/// [`DEFAULT_TARGET_UTILIZATION_PCT`] as a fraction.
+pub const DEFAULT_TARGET_UTILIZATION: f64 = DEFAULT_TARGET_UTILIZATION_PCT as f64 / 100.0;
+
 /// How a scaling policy measures its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyType {

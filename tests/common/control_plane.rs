@@ -3,7 +3,8 @@
 //!
 //! Where the binaries come from is the script's business (`$KUBEBUILDER_ASSETS`, the envtest
 //! convention, else `../shared/k8s/bin/`); when it finds none, the tests that need it fail with
-//! its one line saying how to get them.
+//! its one line saying how to get them. kubectl, for a test's set-up, is envtest's when
+//! `$KUBEBUILDER_ASSETS` has it, else the one on PATH.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,7 +38,7 @@ impl ControlPlane {
     /// Runs kubectl as the admin with `args`, feeding `stdin`; panics with its output on failure.
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
         use std::io::Write;
-        let mut child = Command::new("kubectl")
+        let mut child = Command::new(kubectl())
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -45,7 +46,12 @@ impl ControlPlane {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .expect("kubectl runs");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run kubectl ({e}): set KUBEBUILDER_ASSETS to envtest's binaries \
+                     (they include kubectl) or put kubectl on PATH"
+                )
+            });
         if let Some(input) = stdin {
             child
                 .stdin
@@ -62,6 +68,14 @@ impl ControlPlane {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// envtest's kubectl (`$KUBEBUILDER_ASSETS/kubectl`) when there is one, else the one on PATH.
+fn kubectl() -> PathBuf {
+    std::env::var_os("KUBEBUILDER_ASSETS")
+        .map(|dir| Path::new(&dir).join("kubectl"))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("kubectl"))
 }
 
 fn start() -> Result<ControlPlane, String> {

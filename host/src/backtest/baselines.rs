@@ -84,11 +84,11 @@ pub fn by_name(
 
 /// The `hpa` baseline's CPU utilization target, integer percent: the `hpa-classic` plugin's
 /// default `target_utilization` 0.7 as it passes it on, `(0.7 * 100).round()`.
-pub const HPA_TARGET_UTILIZATION_PCT: i32 = 70;
+pub const HPA_TARGET_UTILIZATION_PCT: i32 = scalehost_hpa::DEFAULT_TARGET_UTILIZATION_PCT;
 
 /// The `hpa` baseline's tolerance: kube-controller-manager's
 /// `--horizontal-pod-autoscaler-tolerance` default, and the plugin's default.
-pub const HPA_TOLERANCE: f64 = 0.1;
+pub const HPA_TOLERANCE: f64 = scalehost_hpa::DEFAULT_TOLERANCE;
 
 /// The Kubernetes HPA v2 (`autoscaling/v2`) controller on CPU utilization, as the `hpa-classic`
 /// plugin runs it with its default configuration (`metric: "cpu"`, min/max from the bounds).

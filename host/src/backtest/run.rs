@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::baselines::{Baseline, Observation};
 use super::replay::{BacktestCluster, MINUTE_MS, Model, Totals, workload};
+use crate::domain::cluster::DEFAULT_STARTUP_DELAY;
 use crate::domain::scope::TenantSpec;
 use crate::domain::trace::Trace;
 use crate::runtime::{CompiledPolicy, EngineConfig, Limits};
@@ -52,7 +53,7 @@ impl Default for BacktestSpec {
     fn default() -> Self {
         BacktestSpec {
             tick: Duration::from_secs(15),
-            startup_delay: Duration::from_secs(60),
+            startup_delay: DEFAULT_STARTUP_DELAY,
             capacity: CapacityRule::P99Replicas(20),
             from_minute: 0,
             to_minute: None,

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backends::simulated::read_trace;
 use crate::backtest::baselines::{self, BaselineBounds, UnknownBaseline};
 use crate::backtest::report::{BacktestReport, ChartError, ModelReport};
 use crate::backtest::run::{Backtest, BacktestError, BacktestSpec, CapacityRule, Run};
-use crate::domain::trace::{Trace, TraceError};
+use crate::domain::trace::TraceError;
 use crate::runtime::PolicyEngine;
 use crate::runtime::{PluginError, load_plugin};
 
@@ -125,7 +126,7 @@ pub fn run(
     if options.policies.is_empty() && options.baselines.is_empty() {
         return Err(SimulateError::NothingToRun);
     }
-    let trace = Trace::from_csv_path(&options.trace)?;
+    let trace = read_trace(&options.trace)?;
     let capacity = match (options.capacity_per_replica, options.p99_replicas) {
         (Some(c), _) => CapacityRule::PerReplica(c),
         (None, Some(n)) => CapacityRule::P99Replicas(n),

@@ -9,6 +9,9 @@ pub use scalehost_types::{
     WorkloadKind, WorkloadRef, WorkloadStatus,
 };
 
+/// From a scale-up to the new pods Ready, when a simulated cluster or a backtest is not told.
+pub const DEFAULT_STARTUP_DELAY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A node VM in a pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Vm {

@@ -1,7 +1,8 @@
 //! Per-minute request traces (CSV `minute,requests[,…]`) that drive simulated load and backtests.
 //!
 //! Rows with a `valid` column equal to 0 are skipped, extra columns ignored; see
-//! [`Trace::from_csv_path`].
+//! [`Trace::from_csv_str`]. Parsing only: the file is read at the edge
+//! ([`read_trace`](crate::backends::simulated::read_trace)).
 
 use std::path::{Path, PathBuf};
 
@@ -56,17 +57,9 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Reads a trace CSV: a header naming a `requests` column (and optionally `valid`), then one
-    /// row per minute. Rows whose `valid` is `0` are skipped.
-    pub fn from_csv_path(path: &Path) -> Result<Trace, TraceError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TraceError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_csv_str(&text, path)
-    }
-
-    /// Parses trace CSV text; `path` only names the source in errors.
+    /// Parses trace CSV text: a header naming a `requests` column (and optionally `valid`), then
+    /// one row per minute; rows whose `valid` is `0` are skipped. `path` only names the source in
+    /// errors (files are read by [`read_trace`](crate::backends::simulated::read_trace)).
     pub fn from_csv_str(text: &str, path: &Path) -> Result<Trace, TraceError> {
         let mut lines = text
             .lines()

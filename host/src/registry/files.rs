@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use wasmtime::component::Component;
 
-use super::{PluginRegistry, RegistryError, write_durably};
+use super::{PluginRegistry, RegistryError};
 use crate::runtime::CompiledPolicy;
+use crate::store::write_durably;
 
 impl PluginRegistry {
     /// Writes the bytes and the compiled artifact, each durably.
@@ -19,8 +20,11 @@ impl PluginRegistry {
             digest: digest.to_owned(),
             message: format!("cannot serialize the compiled component: {e}"),
         })?;
-        write_durably(&self.blob_path(digest), bytes)?;
-        write_durably(&self.artifact_path(digest), &artifact)
+        let durably = |path: PathBuf, bytes: &[u8]| {
+            write_durably(&path, bytes).map_err(|source| RegistryError::Io { path, source })
+        };
+        durably(self.blob_path(digest), bytes)?;
+        durably(self.artifact_path(digest), &artifact)
     }
 
     #[expect(

@@ -37,9 +37,17 @@ pub fn read_plugin(path: &Path) -> Result<Vec<u8>, PluginError> {
 
 /// Reads and compiles a plugin file.
 pub fn load_plugin(engine: &PolicyEngine, path: &Path) -> Result<CompiledPolicy, PluginError> {
-    let bytes = read_plugin(path)?;
+    compile_plugin(engine, path, &read_plugin(path)?)
+}
+
+/// Compiles the bytes read from `path` (CPU-heavy: call it off the async workers).
+pub fn compile_plugin(
+    engine: &PolicyEngine,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<CompiledPolicy, PluginError> {
     engine
-        .compile(&bytes)
+        .compile(bytes)
         .map_err(|source| PluginError::Compile {
             path: path.to_owned(),
             source,

@@ -20,7 +20,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use limits::{DEFAULT_DEADLINE, Limits};
-pub use load::{PluginError, load_plugin, read_plugin};
+pub use load::{PluginError, compile_plugin, load_plugin, read_plugin};
 pub use policy::{
     CompileError, CompiledPolicy, Invocation, InvocationError, ValidateError, WORLD, WORLDS,
     WarmPolicy, digest_of,

@@ -5,8 +5,10 @@
 //! control plane's and the registry's records live in `control.redb`, each kind in one
 //! [`JsonTable`].
 
+mod files;
 mod state;
 mod tables;
 
+pub use files::write_durably;
 pub use state::{StateError, StateStore, namespace, shadow_namespace};
 pub use tables::{JsonTable, TableError, open_database};

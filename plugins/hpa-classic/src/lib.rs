@@ -49,11 +49,11 @@ pub struct Config {
 }
 
 fn default_target_utilization() -> f64 {
-    0.7
+    hpa::DEFAULT_TARGET_UTILIZATION
 }
 
 fn default_tolerance() -> f64 {
-    0.1
+    hpa::DEFAULT_TOLERANCE
 }
 
 fn default_min_replicas() -> u32 {

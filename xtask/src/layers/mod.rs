@@ -21,7 +21,11 @@ use anyhow::{Context, Result, bail};
 
 mod source;
 
-use source::{CrateIndex, blank_comments_and_strings, path_tree, referenced_modules, tokenize};
+#[cfg(test)]
+use source::referenced_modules;
+use source::{
+    CrateIndex, attribute_paths, blank_comments_and_strings, path_tree, referenced_in, tokenize,
+};
 
 /// The parsed `host/layers.toml`.
 struct Rules {
@@ -49,15 +53,22 @@ pub fn check(root: &Path) -> Result<()> {
         let rel = file.strip_prefix(&src).expect("under src");
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
+        let kept = lines_without_tests(&text);
         let code: String = blank_comments_and_strings(&text)
             .lines()
-            .take(lines_without_tests(&text))
+            .take(kept)
             .collect::<Vec<_>>()
             .join("\n");
-        sources.push((rel.to_owned(), module_path(rel), code));
+        let raw: String = text.lines().take(kept).collect::<Vec<_>>().join("\n");
+        sources.push((
+            rel.to_owned(),
+            module_path(rel),
+            code,
+            attribute_paths(&raw),
+        ));
     }
-    let mut index = CrateIndex::new(sources.iter().map(|(_, module, _)| module.clone()));
-    for (rel, module, code) in &sources {
+    let mut index = CrateIndex::new(sources.iter().map(|(_, module, _, _)| module.clone()));
+    for (rel, module, code, _) in &sources {
         for glob in index.add_imports(module, code) {
             problems.push(format!(
                 "{}: `use {glob}` hides which module each name comes from: name them",
@@ -67,8 +78,8 @@ pub fn check(root: &Path) -> Result<()> {
     }
     // Every path a module uses, through re-exports to the module that defines the name.
     let mut edges: BTreeSet<(Vec<String>, Vec<String>, String)> = BTreeSet::new();
-    for (rel, module, code) in &sources {
-        for target in referenced_modules(module, code) {
+    for (rel, module, code, attributes) in &sources {
+        for target in referenced_in(module, code, attributes) {
             edges.insert((
                 module.clone(),
                 index.canonical(target),
@@ -524,6 +535,27 @@ mod tests {
             "use records::*;\nuse super::*;\nuse plotters::prelude::*;\nfn f() {}",
         );
         assert_eq!(globs, vec!["control::records::*", "::*"]);
+    }
+
+    #[test]
+    fn paths_in_serde_attributes_are_edges() {
+        let text = r#"
+            #[serde(default = "one", with = "crate::domain::duration")]
+            pub interval: Duration,
+            #[serde(serialize_with = "super::wire::write")]
+            pub other: u32,
+            const S: &str = "crate::api::not_an_attribute";
+        "#;
+        let paths = attribute_paths(text);
+        let found: Vec<String> = referenced_in(
+            &["tick".to_string(), "binding".to_string()],
+            &blank_comments_and_strings(text),
+            &paths,
+        )
+        .into_iter()
+        .map(|p| p.join("::"))
+        .collect();
+        assert_eq!(found, ["domain::duration", "tick::wire::write"]);
     }
 
     #[test]

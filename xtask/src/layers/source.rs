@@ -123,6 +123,39 @@ fn char_literal_len(bytes: &[char], i: usize) -> Option<usize> {
 /// Every module path (as full crate paths) that `code` reaches: `use` trees and inline paths
 /// starting with `crate::`, `super::` or `self::`, resolved against `module`.
 pub(super) fn referenced_modules(module: &[String], code: &str) -> BTreeSet<Vec<String>> {
+    referenced_in(module, code, &[])
+}
+
+/// Paths named inside serde attributes' strings (`#[serde(with = "crate::domain::duration")]`,
+/// `default = "…"`, `serialize_with = "…"`, …), which blanking strings would hide; each as its
+/// segments. Reads the raw source, one attribute a line.
+pub(super) fn attribute_paths(text: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| l.contains("serde(")) {
+        let mut rest = line;
+        while let Some(start) = rest.find('"') {
+            let after = &rest[start + 1..];
+            let Some(end) = after.find('"') else { break };
+            let literal = &after[..end];
+            if ["crate::", "super::", "self::"]
+                .iter()
+                .any(|p| literal.starts_with(p))
+            {
+                out.push(literal.split("::").map(str::to_owned).collect());
+            }
+            rest = &after[end + 1..];
+        }
+    }
+    out
+}
+
+/// [`referenced_modules`] of `code` plus the `extra` paths (from attributes), all resolved
+/// against `module`.
+pub(super) fn referenced_in(
+    module: &[String],
+    code: &str,
+    extra: &[Vec<String>],
+) -> BTreeSet<Vec<String>> {
     let tokens = tokenize(code);
     let mut found = BTreeSet::new();
     let mut i = 0;
@@ -141,6 +174,11 @@ pub(super) fn referenced_modules(module: &[String], code: &str) -> BTreeSet<Vec<
             i = next.max(i + 1);
         } else {
             i += 1;
+        }
+    }
+    for path in extra {
+        if let Some(resolved) = resolve(module, path) {
+            found.insert(resolved);
         }
     }
     found

@@ -35,7 +35,7 @@ use crate::domain::cluster::{
     BackendError, Capacity, NodeInfo, PodInfo, PowerState, Sample, Series, TimestampMs, Vm,
     WorkloadRef, WorkloadStatus,
 };
-use crate::domain::trace::Trace;
+use crate::domain::trace::{Trace, TraceError};
 
 mod spec;
 mod world;
@@ -44,6 +44,15 @@ pub use spec::{
     LifecycleEvent, LoadSpec, NodeSpec, SimError, SimSpec, SimVmSpec, SimWorkloadSpec, VmPoolSpec,
 };
 use world::{Load, Node, Pool, Sim, Workload};
+
+/// Reads a trace CSV file (the format is [`Trace::from_csv_str`]'s).
+pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Trace::from_csv_str(&text, path)
+}
 
 /// Pushed events are kept this long (here and in the backtest model).
 pub(crate) const EVENT_RETENTION_MS: u64 = 3_600_000;
@@ -143,7 +152,7 @@ impl SimulatedCluster {
                     scale,
                 }) => {
                     let path = base_dir.join(path);
-                    let trace = Trace::from_csv_path(&path).map_err(|source| SimError::Trace {
+                    let trace = read_trace(&path).map_err(|source| SimError::Trace {
                         workload: id.clone(),
                         source,
                     })?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backends::Clock as _;
-use crate::domain::cluster::{PowerState, TimestampMs, WorkloadKind};
+use crate::domain::cluster::{DEFAULT_STARTUP_DELAY, PowerState, TimestampMs, WorkloadKind};
 use crate::domain::trace::TraceError;
 
 /// What the simulated cluster contains; the `[cluster.simulated]` table of the config file.
@@ -159,7 +159,7 @@ fn default_pod_memory() -> u64 {
 }
 
 fn default_startup_delay() -> Duration {
-    Duration::from_secs(60)
+    DEFAULT_STARTUP_DELAY
 }
 
 fn default_capacity_per_replica() -> f64 {
