@@ -385,11 +385,41 @@ async fn tokens_are_required_and_tenants_see_only_themselves() {
             Method::PUT,
             "/v1/tenants/team-a",
             Some(ADMIN),
-            json_body(json!({ "name": "team-a", "namespaces": ["batch"] })),
+            json_body(json!({ "name": "team-a", "namespaces": ["shop"] })),
         )
         .await,
         StatusCode::CONFLICT,
         "conflict",
+    );
+    // A namespace belongs to one tenant per backend: team-b's batch is not team-a's to have.
+    let taken = call(
+        r,
+        Method::PUT,
+        "/v1/tenants/team-a",
+        Some(ADMIN),
+        json_body(json!({ "name": "team-a", "namespaces": ["default", "batch"] })),
+    )
+    .await;
+    assert_error(&taken, StatusCode::CONFLICT, "conflict");
+    assert!(
+        taken.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"batch\" is already granted to tenant team-b")),
+        "{}",
+        taken.1
+    );
+    // Nor may a namespace be anything but a Kubernetes name.
+    assert_error(
+        &call(
+            r,
+            Method::PUT,
+            "/v1/tenants/team-a",
+            Some(ADMIN),
+            json_body(json!({ "name": "team-a", "namespaces": ["default", "Shop/../x"] })),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
     );
     assert_error(
         &call(
@@ -408,12 +438,12 @@ async fn tokens_are_required_and_tenants_see_only_themselves() {
         Method::PUT,
         "/v1/tenants/team-a",
         Some(ADMIN),
-        json_body(json!({ "name": "team-a", "namespaces": ["default", "batch"] })),
+        json_body(json!({ "name": "team-a", "namespaces": ["default", "shop"] })),
     )
     .await;
     assert_eq!(
         (status, widened["namespaces"].clone()),
-        (StatusCode::OK, json!(["default", "batch"]))
+        (StatusCode::OK, json!(["default", "shop"]))
     );
     assert_error(
         &call(

@@ -511,9 +511,11 @@ async fn custom_metrics_reach_policies_through_metrics_query() {
             workloads: vec![],
             vm_pools: vec![],
             backend: Some("prod".into()),
+            ..Default::default()
         },
         targets: vec![],
         pools: vec![],
+        quotas: Default::default(),
     };
     assert!(matches!(
         scope.check_custom_metric("custom.metrics.k8s.io/web/pods/*/http_requests_per_second"),

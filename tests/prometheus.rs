@@ -112,7 +112,7 @@ async fn start_prometheus(target: SocketAddr) -> Server {
     loop {
         let scraped = client
             .get(format!("{}/api/v1/query", server.url))
-            .query(&[("query", "app_requests_per_second")])
+            .query(&[("query", "up == 1")])
             .send()
             .await
             .ok();
@@ -120,7 +120,7 @@ async fn start_prometheus(target: SocketAddr) -> Server {
             && let Ok(body) = response.json::<serde_json::Value>().await
             && body["data"]["result"]
                 .as_array()
-                .is_some_and(|r| r.len() == 2)
+                .is_some_and(|r| r.len() == 1)
         {
             return server;
         }
@@ -508,4 +508,347 @@ async fn a_stalled_prometheus_costs_a_tick_its_deadline() {
         assert!(took < Duration::from_secs(2), "tick {tick} took {took:?}");
     }
     drop(stalled);
+}
+
+/// Beta's sentinel: every value of beta's is this number, or grows by it each second.
+const BETA: f64 = 8_675_309.0;
+
+/// Serves two tenants' series with distinctive values: `alpha`'s are small (111, 222, a counter
+/// at 3/s, a histogram), `beta`'s are [`BETA`] (a gauge, a counter at `BETA`/s, buckets), and
+/// cluster-wide series carry no namespace.
+async fn tenants_exporter() -> SocketAddr {
+    let started = Instant::now();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let secs = started.elapsed().as_secs_f64();
+            async move {
+                format!(
+                    "# TYPE app_requests_per_second gauge\n\
+                     app_requests_per_second{{namespace=\"alpha\",workload=\"api\"}} 111\n\
+                     app_requests_per_second{{namespace=\"alpha\",workload=\"web\"}} 222\n\
+                     app_requests_per_second{{namespace=\"beta\",workload=\"db\"}} {BETA}\n\
+                     # TYPE app_requests_total counter\n\
+                     app_requests_total{{namespace=\"alpha\"}} {alpha}\n\
+                     app_requests_total{{namespace=\"beta\"}} {beta}\n\
+                     # TYPE app_latency_seconds histogram\n\
+                     app_latency_seconds_bucket{{namespace=\"alpha\",le=\"0.1\"}} 10\n\
+                     app_latency_seconds_bucket{{namespace=\"alpha\",le=\"1\"}} 20\n\
+                     app_latency_seconds_bucket{{namespace=\"alpha\",le=\"+Inf\"}} 20\n\
+                     app_latency_seconds_bucket{{namespace=\"beta\",le=\"0.1\"}} 0\n\
+                     app_latency_seconds_bucket{{namespace=\"beta\",le=\"1\"}} {BETA}\n\
+                     app_latency_seconds_bucket{{namespace=\"beta\",le=\"+Inf\"}} {BETA}\n\
+                     # TYPE scalehost_cluster_allocatable_cpu_millis gauge\n\
+                     scalehost_cluster_allocatable_cpu_millis 64000\n\
+                     # TYPE node_cpu_total gauge\n\
+                     node_cpu_total 64\n",
+                    alpha = 3.0 * secs,
+                    beta = BETA * secs,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn tenant_named(name: &str, cluster_metrics: bool) -> scalehost::domain::scope::TenantSpec {
+    scalehost::domain::scope::TenantSpec {
+        name: name.into(),
+        namespaces: vec![name.into()],
+        cluster_metrics,
+        ..Default::default()
+    }
+}
+
+fn scope_of(tenant: scalehost::domain::scope::TenantSpec) -> scalehost::domain::scope::Scope {
+    scalehost::domain::scope::Scope {
+        tenant,
+        targets: vec![],
+        pools: vec![],
+        quotas: Default::default(),
+    }
+}
+
+/// Every value in `series`.
+fn values_of(series: &[Series]) -> Vec<f64> {
+    series
+        .iter()
+        .flat_map(|s| s.samples.iter().map(|p| p.value))
+        .collect()
+}
+
+/// Two tenants on one real Prometheus: every shape of query returns only the caller's series
+/// (with the right values) or a clear `forbidden`; no value of the other tenant ever appears,
+/// neither in an answer nor, through a policy, in its state, intents or audit record.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_on_one_prometheus_see_only_their_own_series() {
+    use scalehost::domain::promql::QueryWindow;
+    let server = start_prometheus(tenants_exporter().await).await;
+    let url = server.url.clone();
+    // Enough scrapes (1 s apart) for rates, offsets and subqueries.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let prometheus = client(&url, Duration::from_secs(5));
+    let alpha = scope_of(tenant_named("alpha", false));
+    let beta = scope_of(tenant_named("beta", false));
+    let operator = scope_of(tenant_named("gamma", true));
+    let checks = tokio::spawn(async move {
+        let now = SystemClock.now_ms();
+        let ask = |scope: &scalehost::domain::scope::Scope, text: &str| {
+            scope.scoped_query(text, now, QueryWindow::Instant(now))
+        };
+        let run = async |scope: &scalehost::domain::scope::Scope, text: &str| {
+            let scoped = ask(scope, text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let series = prometheus
+                .query(&scoped, now)
+                .await
+                .unwrap_or_else(|e| panic!("{text} (sent as {scoped}): {e}"));
+            // Alpha's values are all small; any of beta's, or a sum with one, is not.
+            for value in values_of(&series) {
+                assert!(
+                    value < 1e6,
+                    "{text} (sent as {scoped}) leaked another tenant's value {value}: {series:?}"
+                );
+            }
+            series
+        };
+        let one = async |text: &str| -> f64 {
+            let series = run(&alpha, text).await;
+            assert_eq!(series.len(), 1, "{text}: {series:?}");
+            series[0].samples[0].value
+        };
+        // Aggregations over the tenant's own series: its values, not the cluster's.
+        assert_eq!(one("sum(app_requests_per_second)").await, 333.0);
+        // `without (namespace)` keeps the other labels: one sum per workload, alpha's.
+        let without = run(&alpha, "sum without (namespace) (app_requests_per_second)").await;
+        assert_eq!(values_of(&without), [111.0, 222.0]);
+        assert_eq!(one("count(app_requests_per_second)").await, 2.0);
+        assert_eq!(
+            one("sum(app_requests_per_second) / count(app_requests_per_second)").await,
+            166.5
+        );
+        let by_workload = run(&alpha, "sum by (workload) (app_requests_per_second)").await;
+        assert_eq!(values_of(&by_workload), [111.0, 222.0]);
+        // Relabelling cannot fetch another namespace: the input is scoped first.
+        let relabelled = run(
+            &alpha,
+            "sum by (namespace) (label_replace(app_requests_per_second, \"namespace\", \"beta\", \"\", \"\"))",
+        )
+        .await;
+        assert_eq!(values_of(&relabelled), [333.0]);
+        assert_eq!(
+            relabelled[0].labels,
+            [("namespace".to_owned(), "beta".to_owned())]
+        );
+        // Everything at once is everything of the tenant's.
+        let everything = run(&alpha, "{__name__=~\".+\"}").await;
+        assert!(!everything.is_empty());
+        for s in &everything {
+            assert!(
+                s.labels.contains(&("namespace".into(), "alpha".into())),
+                "{:?}",
+                s.labels
+            );
+        }
+        // rate, histogram_quantile, offset, @, subqueries over granted selectors.
+        let rate = one("sum(rate(app_requests_total[5s]))").await;
+        assert!(
+            (rate - 3.0).abs() < 0.3,
+            "alpha's counter grows 3/s: {rate}"
+        );
+        assert_eq!(
+            one("histogram_quantile(0.5, sum by (le) (app_latency_seconds_bucket))").await,
+            0.1
+        );
+        assert_eq!(one("sum(app_requests_per_second offset 2s)").await, 333.0);
+        assert_eq!(
+            one(&format!(
+                "sum(app_requests_per_second @ {})",
+                now / 1000 - 2
+            ))
+            .await,
+            333.0
+        );
+        assert_eq!(
+            one("max_over_time(sum(app_requests_per_second)[4s:1s])").await,
+            333.0
+        );
+        // absent() and vector() answer for the tenant alone: beta's db does not exist for alpha.
+        assert_eq!(
+            one("absent(app_requests_per_second{workload=\"db\"})").await,
+            1.0
+        );
+        assert!(
+            run(&alpha, "absent(app_requests_per_second)")
+                .await
+                .is_empty()
+        );
+        assert_eq!(one("vector(1)").await, 1.0);
+        // A selector naming no namespace reads only the tenant's: no db series.
+        assert!(
+            run(&alpha, "app_requests_per_second{workload=\"db\"}")
+                .await
+                .is_empty()
+        );
+        // The other tenant sees its own, and none of alpha's.
+        let scoped = ask(&beta, "sum(app_requests_per_second)").expect("scoped");
+        let theirs = prometheus.query(&scoped, now).await.expect("query");
+        assert_eq!(values_of(&theirs), [BETA]);
+        // A range query: every step the tenant's sum.
+        let scoped = alpha
+            .scoped_query(
+                "sum(app_requests_per_second)",
+                now,
+                QueryWindow::Range {
+                    start: now - 3000,
+                    end: now,
+                    step_ms: 1000,
+                },
+            )
+            .expect("scoped");
+        let range = prometheus
+            .query_range(&scoped, now - 3000, now, 1000)
+            .await
+            .expect("range");
+        assert!(values_of(&range).iter().all(|v| *v == 333.0), "{range:?}");
+
+        // What cannot be scoped is forbidden, with the reason.
+        for (text, why) in [
+            (
+                "sum(app_requests_per_second{namespace=\"beta\"})",
+                "namespace \"beta\" is not granted to tenant alpha",
+            ),
+            (
+                "count by (workload) (app_requests_per_second{namespace=\"beta\"})",
+                "not granted",
+            ),
+            (
+                "sum(app_requests_per_second) + sum(app_requests_per_second{namespace=\"beta\"})",
+                "not granted",
+            ),
+            (
+                "absent(app_requests_per_second{namespace=\"beta\"})",
+                "not granted",
+            ),
+            (
+                "scalehost_cluster_allocatable_cpu_millis",
+                "cluster_metrics",
+            ),
+            ("node_cpu_total", "cluster_metrics"),
+            (
+                "{__name__=\"scalehost_cluster_allocatable_cpu_millis\"}",
+                "cluster_metrics",
+            ),
+        ] {
+            match ask(&alpha, text) {
+                Err(BackendError::Forbidden(message)) => {
+                    assert!(message.contains(why), "{text}: {message}")
+                }
+                other => panic!("{text}: expected forbidden, got {other:?}"),
+            }
+        }
+        // Cluster-wide series are a grant of their own.
+        let scoped = ask(&operator, "scalehost_cluster_allocatable_cpu_millis").expect("granted");
+        let cluster = prometheus.query(&scoped, now).await.expect("query");
+        assert_eq!(values_of(&cluster), [64000.0]);
+    });
+    checks.await.expect("every shape is scoped");
+
+    // Through a policy: alpha's probe asks the same shapes; nothing of beta's reaches its state,
+    // its intents or its audit record.
+    let sim = Arc::new(
+        SimulatedCluster::new(
+            SimSpec {
+                start_ms: SystemClock.now_ms(),
+                ..common::sim_spec()
+            },
+            Path::new("."),
+        )
+        .expect("sim"),
+    );
+    let state = Arc::new(StateStore::in_memory().expect("state"));
+    let audit = Arc::new(AuditLog::in_memory(100));
+    let engine = TickEngine::new(
+        Arc::new(PrometheusAndSim {
+            prometheus: client(&url, Duration::from_secs(5)),
+            sim: sim.clone(),
+        }),
+        sim.clone(),
+        state.clone(),
+        audit.clone(),
+        &scalehost::runtime::EngineConfig::default(),
+    );
+    engine.add_tenant(scalehost::domain::scope::TenantSpec {
+        namespaces: vec!["alpha".into(), "web".into()],
+        ..tenant_named("alpha", false)
+    });
+    let queries = [
+        "sum(app_requests_per_second)",
+        "sum without (namespace, instance, job) (app_requests_per_second)",
+        "count({__name__=~\".+\"})",
+        "sum(rate(app_requests_total[5s]))",
+        "histogram_quantile(0.5, sum by (le) (app_latency_seconds_bucket))",
+        "sum by (namespace) (label_replace(app_requests_per_second, \"namespace\", \"beta\", \"\", \"\"))",
+        "sum(app_requests_per_second{namespace=\"beta\"})",
+        "scalehost_cluster_allocatable_cpu_millis",
+    ];
+    let mut spec = common::fixture_binding(
+        "probe",
+        "probe",
+        json!({ "queries": queries, "target": { "namespace": "web", "name": "api" }, "replicas": 5 }),
+        vec![common::target(&common::api(), 1, 10)],
+    );
+    spec.tenant = "alpha".into();
+    spec.limits.deadline = Duration::from_secs(5);
+    let record = tokio::spawn(async move {
+        let binding = engine.bind(spec, common::fixture()).await.expect("binds");
+        engine.tick(&binding).await
+    })
+    .await
+    .expect("ticks");
+    assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+    let answers = String::from_utf8(
+        state
+            .get(&scalehost::store::namespace("alpha", "probe"), "answers")
+            .expect("state")
+            .expect("answers kept"),
+    )
+    .expect("utf-8");
+    for exact in [
+        "sum(app_requests_per_second) => ok [([], [333.0])]",
+        "sum without (namespace, instance, job) (app_requests_per_second) => ok [([(\"workload\", \"api\")], [111.0]), ([(\"workload\", \"web\")], [222.0])]",
+        // Relabelled to beta's namespace, the value is still alpha's own.
+        "=> ok [([(\"namespace\", \"beta\")], [333.0])]",
+        // Two gauges, a counter and three buckets: alpha's series, and no cluster-wide one.
+        "count({__name__=~\".+\"}) => ok [([], [6.0])]",
+        "histogram_quantile(0.5, sum by (le) (app_latency_seconds_bucket)) => ok [([], [0.1])]",
+    ] {
+        assert!(answers.contains(exact), "{exact} in {answers}");
+    }
+    assert!(answers.contains("not granted to tenant alpha"), "{answers}");
+    assert!(answers.contains("cluster_metrics"), "{answers}");
+    // The audit record's intents carry the answers in their reason.
+    let audited = serde_json::to_string(
+        &audit
+            .recent()
+            .iter()
+            .map(|r| (&r.intents, &r.actions))
+            .collect::<Vec<_>>(),
+    )
+    .expect("json");
+    assert!(
+        audited.contains("=> ok [([], [333.0])]"),
+        "the reason holds the answers: {audited}"
+    );
+    for text in [&answers, &audited] {
+        assert!(
+            !text.contains("8675"),
+            "another tenant's value reached the policy: {text}"
+        );
+    }
+    drop(server);
 }

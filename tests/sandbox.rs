@@ -176,6 +176,7 @@ async fn wasi_is_linked_empty_and_output_lands_in_the_host_log() {
             tenant: tenant(),
             targets: vec![],
             pools: vec![],
+            quotas: Default::default(),
         }),
     );
     let invocation = runtime_policy
@@ -582,4 +583,115 @@ async fn a_binding_with_too_many_targets_or_a_pool_twice_is_refused() {
     spec.vm_pools = vec!["pool".into(), "pool".into()];
     let refused = engine.bind(spec, fixture()).await.expect_err("refused");
     assert!(refused.to_string().contains("listed twice"), "{refused}");
+}
+
+/// Two tenants on the embedded cluster, `web` (300 rpm on `web/api`) and `batch` (whose
+/// `batch/miner` demands 8675309 rpm, the sentinel): each of web's queries answers web's
+/// series with the right values, or `forbidden`; batch's number never reaches web's state,
+/// intents or audit record.
+#[tokio::test]
+async fn tenants_on_the_embedded_cluster_see_only_their_own_series() {
+    use scalehost::backends::{Clock, MetricSource};
+    let mut spec = common::sim_spec();
+    spec.workloads[1].load =
+        Some(scalehost::backends::simulated::LoadSpec::Constant { value: 8_675_309.0 });
+    spec.workloads[1].replicas = 1;
+    let sim = std::sync::Arc::new(
+        scalehost::backends::simulated::SimulatedCluster::new(spec, std::path::Path::new("."))
+            .expect("sim"),
+    );
+    let state = std::sync::Arc::new(scalehost::store::StateStore::in_memory().expect("state"));
+    let engine = common::tick_engine_with_state(&sim, state.clone());
+    engine.add_tenant(scalehost::domain::scope::TenantSpec {
+        name: "web".into(),
+        namespaces: vec!["web".into()],
+        ..Default::default()
+    });
+    // Batch's number is there to be found, unscoped.
+    let all = sim
+        .query("sum(scalehost_requests_per_minute)", sim.now_ms())
+        .await
+        .expect("query");
+    assert_eq!(all[0].samples[0].value, 8_675_609.0);
+    let queries = [
+        "sum(scalehost_requests_per_minute)",
+        "sum without (namespace) (scalehost_requests_per_minute)",
+        "sum by (workload) (scalehost_requests_per_minute)",
+        "count({__name__=~\".+\"})",
+        "scalehost_requests_per_minute / scalehost_replicas",
+        "sum(scalehost_requests_per_minute{namespace=\"batch\"})",
+        "scalehost_requests_per_minute{workload=\"miner\"}",
+        "sum(scalehost_requests_per_minute) + sum(scalehost_requests_per_minute{namespace=\"batch\"})",
+        "scalehost_cluster_requested_cpu_millis",
+        "rate(scalehost_replicas[5m])",
+    ];
+    let mut binding = common::fixture_binding(
+        "probe",
+        "probe",
+        json!({ "queries": queries, "target": common::workload_json(&common::api()), "replicas": 4 }),
+        vec![common::target(&common::api(), 1, 10)],
+    );
+    binding.tenant = "web".into();
+    binding.limits.deadline = Duration::from_secs(5);
+    let bound = engine
+        .bind(binding, common::fixture())
+        .await
+        .expect("binds");
+    let record = engine.tick(&bound).await;
+    assert_eq!(record.outcome, scalehost::tick::Outcome::Ok, "{record:?}");
+    let answers = String::from_utf8(
+        state
+            .get(&scalehost::store::namespace("web", "probe"), "answers")
+            .expect("state")
+            .expect("answers kept"),
+    )
+    .expect("utf-8");
+    let lines: Vec<&str> = answers.lines().collect();
+    let expected = [
+        "sum(scalehost_requests_per_minute) => ok [([], [300.0])]",
+        "sum without (namespace) (scalehost_requests_per_minute) => ok [([(\"workload\", \"api\")], [300.0])]",
+        "sum by (workload) (scalehost_requests_per_minute) => ok [([(\"workload\", \"api\")], [300.0])]",
+        // Web's five workload metrics of web/api.
+        "count({__name__=~\".+\"}) => ok [([], [5.0])]",
+        // Matched on every label but the name: 300 rpm over 4 replicas.
+        "scalehost_requests_per_minute / scalehost_replicas => ok [([(\"namespace\", \"web\"), (\"workload\", \"api\")], [75.0])]",
+        "sum(scalehost_requests_per_minute{namespace=\"batch\"}) => err Forbidden(\"namespace \\\"batch\\\" is not granted to tenant web\")",
+        "scalehost_requests_per_minute{workload=\"miner\"} => ok []",
+        "sum(scalehost_requests_per_minute) + sum(scalehost_requests_per_minute{namespace=\"batch\"}) => err Forbidden(\"namespace \\\"batch\\\" is not granted to tenant web\")",
+        "scalehost_cluster_requested_cpu_millis => err Forbidden(\"scalehost_cluster_requested_cpu_millis is a cluster-wide series: tenant web needs the cluster_metrics grant to read it\")",
+    ];
+    assert_eq!(lines.len(), queries.len(), "{answers}");
+    for (line, want) in lines.iter().zip(expected) {
+        assert_eq!(*line, want);
+    }
+    assert!(
+        lines[9].starts_with("rate(scalehost_replicas[5m]) => err Invalid(")
+            && lines[9].contains("subset"),
+        "{}",
+        lines[9]
+    );
+    let audited = serde_json::to_string(&record.intents).expect("json");
+    assert!(audited.contains("[300.0]"), "{audited}");
+    for text in [&answers, &audited] {
+        assert!(!text.contains("8675"), "batch's demand reached web: {text}");
+    }
+    // Without the grant, the cluster's capacity and node view are not web's either.
+    let mut capacity = common::fixture_binding("capacity", "report", json!({}), vec![]);
+    capacity.tenant = "web".into();
+    let bound = engine
+        .bind(capacity, common::fixture())
+        .await
+        .expect("binds");
+    let record = engine.tick(&bound).await;
+    let nodes = String::from_utf8(
+        state
+            .get(&scalehost::store::namespace("web", "capacity"), "nodes")
+            .expect("state")
+            .unwrap_or_default(),
+    )
+    .expect("utf-8");
+    assert!(
+        nodes.contains("Forbidden") && nodes.contains("cluster_metrics"),
+        "{nodes} {record:?}"
+    );
 }

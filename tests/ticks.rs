@@ -925,6 +925,9 @@ async fn the_node_view_shows_pods_vms_and_pending_pods_within_the_tenant_scope()
         workloads: vec![],
         vm_pools: vec!["pool".into()],
         backend: None,
+        // The node view is cluster-wide.
+        cluster_metrics: true,
+        ..Default::default()
     });
     // The filler fills the spare CPU, and then some: pods of it wait.
     scalehost::backends::Actuator::scale(&*sim, &miner(), 40)

@@ -95,9 +95,11 @@ fn tick_cost(policy: &CompiledPolicy, sim: &Arc<SimulatedCluster>) -> (Duration,
             workloads: vec![],
             vm_pools: vec![],
             backend: None,
+            ..Default::default()
         },
         targets: vec![],
         pools: vec![],
+        quotas: Default::default(),
     });
     let state = Arc::new(StateStore::in_memory().expect("state"));
     let now = sim.now_ms();

@@ -80,6 +80,7 @@ fn bench(c: &mut Criterion) {
                 workloads: vec![],
                 vm_pools: vec![],
                 backend: None,
+                ..Default::default()
             },
         )
         .expect("tenant");

@@ -147,6 +147,7 @@ fn main() {
             workloads: vec![],
             vm_pools: vec![],
             backend: None,
+            ..Default::default()
         });
     }
     runtime.block_on(async {

@@ -84,6 +84,9 @@ fn tick(c: &mut Criterion) {
         workloads: vec![],
         vm_pools: vec![],
         backend: None,
+        // The miner fill reads the cluster's capacity.
+        cluster_metrics: true,
+        ..Default::default()
     };
     let engine = TickEngine::new(
         sim.clone(),
@@ -157,6 +160,7 @@ fn tick(c: &mut Criterion) {
             tenant,
             targets: vec![miner],
             pools: vec![],
+            quotas: Default::default(),
         }),
     );
     let state = StagedState::new(

@@ -64,6 +64,14 @@ pub enum HostError {
     /// A real backend could not be set up.
     #[error(transparent)]
     Backend(#[from] BackendSetupError),
+    /// A tenant's grants are malformed or overlap another tenant's.
+    #[error("tenant {tenant}: {message}")]
+    InvalidTenant {
+        /// The tenant.
+        tenant: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A tenant names a backend the config does not define.
     #[error("tenant {tenant}: no [[backends]] entry named {backend:?}")]
     UnknownBackend {
@@ -176,6 +184,13 @@ impl Host {
             if !seen.insert(tenant.name.clone()) {
                 return Err(HostError::Duplicate(format!("tenant {}", tenant.name)));
             }
+            tenant
+                .check()
+                .and_then(|()| engine.check_namespaces(tenant))
+                .map_err(|message| HostError::InvalidTenant {
+                    tenant: tenant.name.clone(),
+                    message,
+                })?;
             engine.add_tenant(tenant.clone());
         }
         let mut seen = std::collections::HashSet::new();

@@ -130,6 +130,7 @@ pub fn tenant() -> TenantSpec {
         workloads: vec![],
         vm_pools: vec!["pool".into()],
         backend: None,
+        ..Default::default()
     }
 }
 
@@ -142,6 +143,7 @@ pub fn tenant_access(sim: &Arc<SimulatedCluster>) -> Access {
             tenant: tenant(),
             targets: vec![],
             pools: vec![],
+            quotas: Default::default(),
         }),
     )
 }

@@ -8,7 +8,6 @@
 pub(crate) mod events;
 pub mod kubernetes;
 pub mod prometheus;
-pub(crate) mod promql;
 pub mod real;
 pub mod simulated;
 pub mod vsphere;

@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 
-use crate::backends::promql::parse_query;
+use crate::domain::promql::{self, Labels, Selector, SeriesSource};
 use async_trait::async_trait;
 
 use crate::backends::{Actuator, Clock, MetricSource, VmInventory, WorkloadReader};
@@ -263,12 +263,57 @@ impl BacktestCluster {
             )))
         }
     }
+}
 
-    fn labels() -> Vec<(String, String)> {
-        vec![
-            ("namespace".into(), "backtest".into()),
-            ("workload".into(), "app".into()),
-        ]
+/// The metrics the model answers, for `backtest/app` only; only demand has a past.
+const METRICS: [&str; 5] = [
+    "scalehost_requests_per_minute",
+    "scalehost_replicas",
+    "scalehost_ready_replicas",
+    "scalehost_cpu_usage_millis",
+    "scalehost_cpu_utilization",
+];
+
+impl SeriesSource for Model {
+    fn select(
+        &self,
+        selector: &Selector<'_>,
+        at: TimestampMs,
+    ) -> Result<Vec<(Labels, f64)>, BackendError> {
+        let mut out = Vec::new();
+        if at > self.now || at < self.start {
+            return Ok(out);
+        }
+        let status = self.status();
+        for metric in METRICS {
+            let labels: Labels = vec![
+                ("__name__".into(), metric.into()),
+                ("namespace".into(), "backtest".into()),
+                ("workload".into(), "app".into()),
+            ];
+            if !selector.matches(&labels) {
+                continue;
+            }
+            let demand = metric == "scalehost_requests_per_minute";
+            if at < self.now && !demand {
+                return Err(BackendError::Invalid(format!(
+                    "backtests keep no history of {metric}; only scalehost_requests_per_minute has a past"
+                )));
+            }
+            let value = match metric {
+                "scalehost_requests_per_minute" => Some(self.requests_at(at)),
+                "scalehost_replicas" => Some(f64::from(status.replicas)),
+                "scalehost_ready_replicas" => Some(f64::from(status.ready)),
+                "scalehost_cpu_usage_millis" => status.cpu_usage_millis.map(|u| u as f64),
+                _ => status
+                    .cpu_usage_millis
+                    .map(|u| u as f64 / (f64::from(status.ready) * CPU_REQUEST_MILLIS as f64)),
+            };
+            if let Some(value) = value {
+                out.push((labels, value));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -281,31 +326,8 @@ impl Clock for BacktestCluster {
 #[async_trait]
 impl MetricSource for BacktestCluster {
     async fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
-        let query = parse_query(promql)?;
         let model = self.model();
-        let labels = Self::labels();
-        if !query.matches(&labels) {
-            return Ok(Vec::new());
-        }
-        let status = model.status();
-        let value = match query.metric.as_str() {
-            "scalehost_requests_per_minute" => Some(model.requests_at(at)),
-            "scalehost_replicas" => Some(f64::from(status.replicas)),
-            "scalehost_ready_replicas" => Some(f64::from(status.ready)),
-            "scalehost_cpu_usage_millis" => status.cpu_usage_millis.map(|u| u as f64),
-            "scalehost_cpu_utilization" => status
-                .cpu_usage_millis
-                .map(|u| u as f64 / (f64::from(status.ready) * CPU_REQUEST_MILLIS as f64)),
-            _ => None,
-        };
-        let labels = if query.sum { Vec::new() } else { labels };
-        Ok(value
-            .map(|value| Series {
-                labels,
-                samples: vec![Sample { at, value }],
-            })
-            .into_iter()
-            .collect())
+        promql::evaluate(promql, at.min(model.now), &*model)
     }
 
     async fn query_range(
@@ -315,34 +337,19 @@ impl MetricSource for BacktestCluster {
         end: TimestampMs,
         step_ms: u64,
     ) -> Result<Vec<Series>, BackendError> {
-        let query = parse_query(promql)?;
         if step_ms == 0 || end < start || (end - start) / step_ms > 11_000 {
             return Err(BackendError::Invalid(
                 "range query needs step > 0, end >= start, at most 11000 points".into(),
             ));
         }
-        if query.metric != "scalehost_requests_per_minute" {
-            return Err(BackendError::Invalid(format!(
-                "backtests keep no history of {}; only scalehost_requests_per_minute has a range",
-                query.metric
-            )));
-        }
         let model = self.model();
-        let labels = Self::labels();
-        if !query.matches(&labels) {
+        // Before the trace there is nothing: the range starts with it.
+        let from = start.max(model.start);
+        let end = end.min(model.now);
+        if from > end {
             return Ok(Vec::new());
         }
-        let from = start.max(model.start);
-        let samples: Vec<Sample> = (0..)
-            .map(|i| from + i * step_ms)
-            .take_while(|t| *t <= end.min(model.now))
-            .map(|at| Sample {
-                at,
-                value: model.requests_at(at),
-            })
-            .collect();
-        let labels = if query.sum { Vec::new() } else { labels };
-        Ok(vec![Series { labels, samples }])
+        promql::evaluate_range(promql, from, end, step_ms, &*model)
     }
 
     async fn events(

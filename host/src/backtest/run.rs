@@ -299,6 +299,7 @@ impl Backtest {
             workloads: vec![],
             vm_pools: vec![],
             backend: None,
+            ..Default::default()
         });
         let app = workload();
         let spec = BindingSpec {

@@ -2,6 +2,7 @@
 
 use crate::backends::events::Event;
 use crate::domain::cluster::WorkloadRef;
+use crate::domain::quota::QuotaOverrides;
 use crate::domain::scope::TenantSpec;
 
 use super::Control;
@@ -23,6 +24,13 @@ pub struct TenantView {
     pub workloads: Vec<WorkloadRef>,
     /// Granted VM pools.
     pub vm_pools: Vec<String>,
+    /// The backend its bindings use (the simulated cluster when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Whether it may read cluster-wide data.
+    pub cluster_metrics: bool,
+    /// Its own quotas, where they differ from the operator's.
+    pub quotas: QuotaOverrides,
     /// Token ids (the tokens themselves are shown once, when made).
     pub tokens: Vec<String>,
     /// Unix milliseconds.
@@ -35,6 +43,9 @@ pub(super) fn view_tenant(record: &TenantRecord) -> TenantView {
         namespaces: record.spec.namespaces.clone(),
         workloads: record.spec.workloads.clone(),
         vm_pools: record.spec.vm_pools.clone(),
+        backend: record.spec.backend.clone(),
+        cluster_metrics: record.spec.cluster_metrics,
+        quotas: record.spec.quotas,
         tokens: record.tokens.iter().map(|t| t.id.clone()).collect(),
         created_at: record.created_at,
     }
@@ -66,6 +77,7 @@ impl Control {
         check_name("tenant", &spec.name)?;
         self.check_backend(&spec)?;
         let _change = self.lock();
+        self.check_grants(&spec)?;
         if self.static_tenants.contains(&spec.name) || self.tenant_record(&spec.name)?.is_some() {
             return Err(ControlError::Conflict(format!(
                 "tenant {} exists",
@@ -119,6 +131,7 @@ impl Control {
         let _change = self.lock();
         let mut record = self.existing_tenant(&spec.name)?;
         self.check_backend(&spec)?;
+        self.check_grants(&spec)?;
         let old = std::mem::replace(&mut record.spec, spec.clone());
         let bindings: Vec<_> = self
             .binding_records()?
@@ -150,6 +163,20 @@ impl Control {
             }
         }
         Ok(view_tenant(&record))
+    }
+
+    /// Well-formed grants, no namespace of another tenant on the same backend, quotas a query
+    /// can live with.
+    fn check_grants(&self, spec: &TenantSpec) -> Result<(), ControlError> {
+        spec.check()
+            .map_err(|m| ControlError::Invalid(format!("tenant {}: {m}", spec.name)))?;
+        self.engine
+            .check_namespaces(spec)
+            .map_err(|m| ControlError::Conflict(format!("tenant {}: {m}", spec.name)))?;
+        self.engine
+            .quotas_of(spec)
+            .check()
+            .map_err(|m| ControlError::Invalid(format!("tenant {}: {m}", spec.name)))
     }
 
     pub(super) fn check_backend(&self, spec: &TenantSpec) -> Result<(), ControlError> {

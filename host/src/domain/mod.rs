@@ -3,6 +3,9 @@
 //! - [`cluster`]: workloads, nodes, pods, VMs, capacity, series, backend errors and tick outcomes
 //!   as the host sees them (the types shared with the SDK come from `scalehost-types`);
 //! - [`scope`]: a tenant's grants and what one binding may read and act on;
+//! - [`promql`]: tenants' queries parsed, scoped and costed, and the subset the embedded
+//!   backends evaluate;
+//! - [`quota`]: what one tenant may consume;
 //! - [`trace`]: per-minute request traces for the simulated cluster and backtests;
 //! - [`principal`]: who calls the API and owns what it uploads;
 //! - [`duration`]: `"15s"`-style durations in configs.
@@ -10,7 +13,9 @@
 pub mod cluster;
 pub mod duration;
 pub mod principal;
+pub mod promql;
 pub(crate) mod query;
+pub mod quota;
 pub mod scope;
 pub mod trace;
 

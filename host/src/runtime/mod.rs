@@ -70,6 +70,8 @@ pub struct EngineConfig {
     /// sets from the downward API's `spec.nodeName`). The node view marks it, so that no policy
     /// powers off the host under itself.
     pub node_name: Option<String>,
+    /// What each tenant may consume, unless its record says otherwise.
+    pub quotas: crate::domain::quota::Quotas,
 }
 
 impl Default for EngineConfig {
@@ -88,6 +90,7 @@ impl Default for EngineConfig {
             node_name: std::env::var("SCALEHOST_NODE_NAME")
                 .ok()
                 .filter(|n| !n.is_empty()),
+            quotas: crate::domain::quota::Quotas::default(),
         }
     }
 }

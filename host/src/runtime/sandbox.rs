@@ -1,7 +1,7 @@
 //! The store data of one invocation: what the policy may reach, what it asked for, what it used.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -18,6 +18,7 @@ use crate::backends::Cluster;
 use crate::domain::cluster::{
     PowerOperation, PowerState, ScaleChange, TickOutcomes, TimestampMs, WorkloadRef,
 };
+use crate::domain::promql::QueryRate;
 use crate::domain::scope::Scope;
 use crate::store::StateStore;
 
@@ -64,6 +65,8 @@ pub struct Access {
     pub actuation: Arc<dyn ActuationView>,
     /// The node the host runs on, if it knows (a policy must not power it off).
     pub host_node: Option<Arc<str>>,
+    /// The tenant's query rate, shared by all its bindings.
+    pub query_rate: Arc<Mutex<QueryRate>>,
 }
 
 impl Access {
@@ -75,6 +78,7 @@ impl Access {
             scope,
             actuation: Arc::new(NoHistory),
             host_node: None,
+            query_rate: Arc::default(),
         }
     }
 }

@@ -122,6 +122,7 @@ fn char_literal_len(bytes: &[char], i: usize) -> Option<usize> {
 
 /// Every module path (as full crate paths) that `code` reaches: `use` trees and inline paths
 /// starting with `crate::`, `super::` or `self::`, resolved against `module`.
+#[cfg(test)]
 pub(super) fn referenced_modules(module: &[String], code: &str) -> BTreeSet<Vec<String>> {
     referenced_in(module, code, &[])
 }

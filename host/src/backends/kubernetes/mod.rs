@@ -200,7 +200,12 @@ impl Kubernetes {
                 if before == replicas {
                     return Ok(before);
                 }
-                spec.replicas = Some(replicas as i32);
+                // The API's replicas are an int32: a larger count is refused, never wrapped.
+                spec.replicas = Some(i32::try_from(replicas).map_err(|_| {
+                    BackendError::Invalid(format!(
+                        "{target}: {replicas} replicas exceeds Kubernetes' int32 limit"
+                    ))
+                })?);
                 let written = match target.kind {
                     WorkloadKind::Deployment => {
                         self.deployments(target)

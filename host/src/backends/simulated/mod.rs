@@ -15,19 +15,18 @@
 //! - **Pushed events**: every `report_interval` each Ready pod pushes
 //!   `"{namespace}/{name}/requests"` (requests it received in that interval) and
 //!   `"{namespace}/{name}/cpu"` (its CPU utilization, percent), host label = pod name.
-//! - **Queries** (a PromQL subset: `name`, `name{label="value",…}`, optionally `sum(…)`):
-//!   `scalehost_requests_per_minute`, `scalehost_cpu_utilization` (usage / requests of Ready
+//! - **Queries** (the PromQL subset of [`crate::domain::promql::evaluate`]: selectors,
+//!   aggregations with `by`/`without`, arithmetic): `scalehost_requests_per_minute`, `scalehost_cpu_utilization` (usage / requests of Ready
 //!   pods), `scalehost_cpu_usage_millis`, `scalehost_replicas`, `scalehost_ready_replicas`
 //!   (labels `namespace`, `workload`), and `scalehost_cluster_allocatable_cpu_millis`,
-//!   `scalehost_cluster_requested_cpu_millis`, `scalehost_pending_pods`. Unknown names give no
-//!   series, as Prometheus does. Range queries answer the workload metrics from per-minute
-//!   history (two days are kept).
+//!   `scalehost_cluster_requested_cpu_millis`, `scalehost_pending_pods` (no labels, only now).
+//!   Selected series carry `__name__`. Unknown names give no series, as Prometheus does. Range
+//!   queries answer the workload metrics from per-minute history (two days are kept).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use super::promql::parse_query;
 use async_trait::async_trait;
 
 use super::{Actuator, Clock, MetricSource, VmInventory, WorkloadReader};
@@ -35,6 +34,7 @@ use crate::domain::cluster::{
     BackendError, Capacity, NodeInfo, PodInfo, PowerState, Sample, Series, TimestampMs, Vm,
     WorkloadRef, WorkloadStatus,
 };
+use crate::domain::promql;
 use crate::domain::trace::{Trace, TraceError};
 
 mod spec;
@@ -57,6 +57,8 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
 /// Pushed events are kept this long (here and in the backtest model).
 pub(crate) const EVENT_RETENTION_MS: u64 = 3_600_000;
 const HISTORY_MINUTES: usize = 2 * 24 * 60;
+/// The most points a range query may ask per series, as Prometheus allows.
+const MAX_RANGE_POINTS: u64 = 11_000;
 /// Usage may burst to this multiple of the Ready pods' CPU requests (their CPU limit; here and
 /// in the backtest model).
 pub(crate) const CPU_BURST: f64 = 2.0;
@@ -267,17 +269,9 @@ impl Clock for SimulatedCluster {
 #[async_trait]
 impl MetricSource for SimulatedCluster {
     async fn query(&self, promql: &str, at: TimestampMs) -> Result<Vec<Series>, BackendError> {
-        let query = parse_query(promql)?;
         let sim = self.sim();
         let at = at.min(sim.now);
-        Ok(sim
-            .evaluate(&query, at)
-            .into_iter()
-            .map(|(labels, value)| Series {
-                labels,
-                samples: vec![Sample { at, value }],
-            })
-            .collect())
+        promql::evaluate(promql, at, &*sim)
     }
 
     async fn query_range(
@@ -292,28 +286,16 @@ impl MetricSource for SimulatedCluster {
                 "range query needs step > 0 and end >= start".into(),
             ));
         }
-        if (end - start) / step_ms > 11_000 {
-            return Err(BackendError::Invalid(
-                "range query exceeds 11000 points per series".into(),
-            ));
+        if (end - start) / step_ms > MAX_RANGE_POINTS {
+            return Err(BackendError::Invalid(format!(
+                "range query exceeds {MAX_RANGE_POINTS} points per series"
+            )));
         }
-        let query = parse_query(promql)?;
         let sim = self.sim();
-        let mut by_labels: BTreeMap<Vec<(String, String)>, Vec<Sample>> = BTreeMap::new();
-        let mut t = start;
-        while t <= end.min(sim.now) {
-            for (labels, value) in sim.evaluate(&query, t) {
-                by_labels
-                    .entry(labels)
-                    .or_default()
-                    .push(Sample { at: t, value });
-            }
-            t += step_ms;
+        if start > sim.now {
+            return Ok(Vec::new());
         }
-        Ok(by_labels
-            .into_iter()
-            .map(|(labels, samples)| Series { labels, samples })
-            .collect())
+        promql::evaluate_range(promql, start, end.min(sim.now), step_ms, &*sim)
     }
 
     async fn events(

@@ -5,10 +5,10 @@ use std::collections::{HashMap, VecDeque};
 
 use super::spec::{LifecycleEvent, NodeSpec, SimWorkloadSpec, VmPoolSpec};
 use super::{CPU_BURST, EVENT_RETENTION_MS, HISTORY_MINUTES};
-use crate::backends::promql::Query;
 use crate::domain::cluster::{
     BackendError, Capacity, NodeInfo, PodInfo, PowerState, TimestampMs, WorkloadKind, WorkloadRef,
 };
+use crate::domain::promql::{Labels, Selector, SeriesSource};
 use crate::domain::trace::{MINUTE_MS, Trace};
 
 pub(super) enum Load {
@@ -504,55 +504,83 @@ impl Sim {
             _ => None,
         }
     }
+}
 
-    pub(super) fn evaluate(
+/// The workload metrics, each labelled `namespace` and `workload`.
+const WORKLOAD_METRICS: [&str; 5] = [
+    "scalehost_requests_per_minute",
+    "scalehost_replicas",
+    "scalehost_ready_replicas",
+    "scalehost_cpu_usage_millis",
+    "scalehost_cpu_utilization",
+];
+
+/// The cluster-wide metrics, without labels.
+const CLUSTER_METRICS: [&str; 3] = [
+    "scalehost_cluster_allocatable_cpu_millis",
+    "scalehost_cluster_requested_cpu_millis",
+    "scalehost_pending_pods",
+];
+
+impl SeriesSource for Sim {
+    fn select(
         &self,
-        query: &Query,
-        t: TimestampMs,
-    ) -> Vec<(Vec<(String, String)>, f64)> {
-        let cluster_value = match query.metric.as_str() {
-            "scalehost_cluster_allocatable_cpu_millis" => {
-                Some(self.capacity(&[]).allocatable_cpu_millis as f64)
-            }
-            "scalehost_cluster_requested_cpu_millis" => {
-                Some(self.capacity(&[]).requested_cpu_millis as f64)
-            }
-            "scalehost_pending_pods" => Some(self.capacity(&[]).pending_pods as f64),
-            _ => None,
-        };
-        if let Some(v) = cluster_value {
-            return if query.matchers.is_empty() {
-                vec![(Vec::new(), v)]
-            } else {
-                Vec::new()
-            };
+        selector: &Selector<'_>,
+        at: TimestampMs,
+    ) -> Result<Vec<(Labels, f64)>, BackendError> {
+        // Never the future: the model knows the past and now.
+        if at > self.now {
+            return Ok(Vec::new());
         }
+        let name_of = |name: &str| vec![("__name__".to_owned(), name.to_owned())];
         let mut out = Vec::new();
+        let named = selector.equal("__name__");
+        let wanted = |name: &&&str| named.is_none_or(|n| n == **name);
+        for name in CLUSTER_METRICS.iter().filter(wanted) {
+            let labels = name_of(name);
+            if selector.matches(&labels) {
+                // Capacity is only known now: the model keeps no history of it.
+                if at < self.now {
+                    continue;
+                }
+                let capacity = self.capacity(&[]);
+                let value = match *name {
+                    "scalehost_cluster_allocatable_cpu_millis" => capacity.allocatable_cpu_millis,
+                    "scalehost_cluster_requested_cpu_millis" => capacity.requested_cpu_millis,
+                    _ => u64::from(capacity.pending_pods),
+                };
+                out.push((labels, value as f64));
+            }
+        }
+        let metrics: Vec<&str> = WORKLOAD_METRICS.iter().filter(wanted).copied().collect();
+        if metrics.is_empty() {
+            return Ok(out);
+        }
         // A workload matcher picks the candidates from the index; else every workload is one.
-        let named = query
-            .matchers
-            .iter()
-            .find(|(k, _)| k == "workload")
-            .map(|(_, name)| self.by_name.get(name).map_or(&[][..], Vec::as_slice));
-        let candidates: Box<dyn Iterator<Item = &Workload>> = match named {
-            Some(indices) => Box::new(indices.iter().map(|&i| &self.workloads[i])),
+        let candidates: Box<dyn Iterator<Item = &Workload>> = match selector.equal("workload") {
+            Some(name) => Box::new(
+                self.by_name
+                    .get(name)
+                    .map_or(&[][..], Vec::as_slice)
+                    .iter()
+                    .map(|&i| &self.workloads[i]),
+            ),
             None => Box::new(self.workloads.iter()),
         };
         for w in candidates {
-            let labels = vec![
-                ("namespace".to_owned(), w.spec.namespace.clone()),
-                ("workload".to_owned(), w.spec.name.clone()),
-            ];
-            if query.matches(&labels) {
-                if let Some(value) = self.workload_metric(w, &query.metric, t) {
+            for metric in &metrics {
+                let labels = vec![
+                    ("__name__".to_owned(), (*metric).to_owned()),
+                    ("namespace".to_owned(), w.spec.namespace.clone()),
+                    ("workload".to_owned(), w.spec.name.clone()),
+                ];
+                if selector.matches(&labels)
+                    && let Some(value) = self.workload_metric(w, metric, at)
+                {
                     out.push((labels, value));
                 }
             }
         }
-        if query.sum && !out.is_empty() {
-            let total = out.iter().map(|(_, v)| v).sum();
-            out = vec![(Vec::new(), total)];
-        }
-        out
+        Ok(out)
     }
 }

@@ -1,4 +1,5 @@
-//! Host side of `metrics`: scope-checked reads from the binding's cluster backend.
+//! Host side of `metrics`: scope-checked reads from the binding's cluster backend; queries are
+//! rewritten to the tenant's namespaces before they are sent ([`crate::domain::promql`]).
 //!
 //! Each read awaits its backend; the invocation's deadline bounds it (the whole call is dropped
 //! when the deadline passes), so a backend's own timeout is only a second line of defence.
@@ -12,6 +13,7 @@ use super::super::bindings::types::{
 };
 use super::types::{ref_bytes, series_bytes};
 use crate::domain::cluster::{self, BackendError};
+use crate::domain::promql::QueryWindow;
 use crate::runtime::Access;
 
 type Answer<T> = wasmtime::Result<Result<T, HostError>>;
@@ -24,15 +26,37 @@ impl Sandbox {
         })
     }
 
+    /// The query to send for `promql`: scoped to the tenant, within its quotas and its rate.
+    fn scoped(
+        &self,
+        access: &Access,
+        promql: &str,
+        window: QueryWindow,
+    ) -> Result<String, BackendError> {
+        let scoped = access.scope.scoped_query(promql, self.now, window)?;
+        let per_minute = access.scope.quotas.queries_per_minute;
+        let admitted = access
+            .query_rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(self.now, per_minute);
+        if admitted {
+            Ok(scoped)
+        } else {
+            Err(BackendError::Unavailable(format!(
+                "tenant {} has spent its {per_minute} queries per minute (quotas.queries_per_minute); ask on a later tick",
+                access.scope.tenant.name
+            )))
+        }
+    }
+
     fn series_answer(
         &mut self,
-        access: &Access,
         result: Result<Vec<cluster::Series>, BackendError>,
     ) -> Answer<Vec<Series>> {
         match result {
-            Ok(mut series) => {
-                // Series of namespaces not granted to the tenant are not the policy's to see.
-                series.retain(|s| access.scope.may_see(&s.labels));
+            // The query was scoped before it was sent: what comes back is the tenant's.
+            Ok(series) => {
                 self.charge_bytes(series_bytes(&series))?;
                 Ok(Ok(series.into_iter().map(Into::into).collect()))
             }
@@ -49,11 +73,12 @@ impl Host for Sandbox {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = access.scope.check_custom_metric(&promql) {
-            return Ok(Err(e.into()));
-        }
-        let result = access.cluster.query(&promql, self.now).await;
-        self.series_answer(&access, result)
+        let scoped = match self.scoped(&access, &promql, QueryWindow::Instant(self.now)) {
+            Ok(scoped) => scoped,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let result = access.cluster.query(&scoped, self.now).await;
+        self.series_answer(result)
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
@@ -70,11 +95,21 @@ impl Host for Sandbox {
             Err(e) => return Ok(Err(e)),
         };
         // Never the future: host time is the tick's instant.
+        let end = end.min(self.now);
+        let window = QueryWindow::Range {
+            start,
+            end,
+            step_ms,
+        };
+        let scoped = match self.scoped(&access, &promql, window) {
+            Ok(scoped) => scoped,
+            Err(e) => return Ok(Err(e.into())),
+        };
         let result = access
             .cluster
-            .query_range(&promql, start, end.min(self.now), step_ms)
+            .query_range(&scoped, start, end, step_ms)
             .await;
-        self.series_answer(&access, result)
+        self.series_answer(result)
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]
@@ -103,6 +138,9 @@ impl Host for Sandbox {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
+        if let Err(e) = access.scope.check_cluster_metrics("metrics.capacity") {
+            return Ok(Err(e.into()));
+        }
         let exclude: Vec<cluster::WorkloadRef> = exclude.into_iter().map(Into::into).collect();
         for target in &exclude {
             if let Err(e) = access.scope.check_read(target) {
@@ -128,7 +166,7 @@ impl Host for Sandbox {
             return Ok(Err(e.into()));
         }
         let result = access.cluster.events(&service, window_ms, self.now).await;
-        self.series_answer(&access, result)
+        self.series_answer(result)
     }
 
     #[instrument(level = "trace", skip(self), fields(tenant = %self.tenant, binding = %self.binding))]

@@ -1,5 +1,6 @@
 //! Host side of `nodes` (0.2.0): the per-node view, pending pods and pool VMs with their
-//! operations. Pods of namespaces not granted to the tenant are only summed ([`PodSummary`]):
+//! operations. The node view and pending pods are cluster-wide (the `cluster_metrics` grant);
+//! even then pods of namespaces not granted to the tenant are only summed ([`PodSummary`]):
 //! their names, priorities and requests one by one are other tenants' business.
 
 use std::collections::HashMap;
@@ -33,6 +34,9 @@ impl Host for Sandbox {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
+        if let Err(e) = access.scope.check_cluster_metrics("nodes.list-nodes") {
+            return Ok(Err(e.into()));
+        }
         let nodes = match access.cluster.nodes().await {
             Ok(nodes) => nodes,
             Err(e) => return Ok(Err(e.into())),
@@ -102,6 +106,9 @@ impl Host for Sandbox {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
+        if let Err(e) = access.scope.check_cluster_metrics("nodes.pending-pods") {
+            return Ok(Err(e.into()));
+        }
         match access.cluster.pending_pods().await {
             Ok(pods) => {
                 self.charge_bytes(

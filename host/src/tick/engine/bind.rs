@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::TickEngine;
-use crate::domain::scope::Scope;
+use crate::domain::scope::{Scope, TenantSpec, check_dns_label, check_dns_subdomain};
 use crate::runtime::{CompiledPolicy, InvocationError, StagedState};
 use crate::runtime::{Limits, ValidateError};
 use crate::store::namespace;
@@ -43,10 +43,33 @@ pub(super) struct Checked {
 /// The longest scale-down stabilization window, as the HPA's `stabilizationWindowSeconds`.
 const MAX_STABILIZATION: Duration = Duration::from_secs(3600);
 
+/// The most replicas a target may have: Kubernetes keeps replicas in an int32.
+const MAX_REPLICAS: u32 = i32::MAX as u32;
+
 /// The longest interval between ticks.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 
 impl TickEngine {
+    /// Refuses grants that overlap another tenant's: a namespace belongs to one tenant per
+    /// backend (the tenant itself, being replaced, does not count).
+    pub fn check_namespaces(&self, tenant: &TenantSpec) -> Result<(), String> {
+        let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+        for other in tenants.values() {
+            if let Some(namespace) = tenant.shares_namespace_with(other) {
+                return Err(format!(
+                    "namespace {namespace:?} is already granted to tenant {} on the same backend; a namespace belongs to one tenant",
+                    other.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The quotas `tenant` runs with: the operator's, with its overrides.
+    pub fn quotas_of(&self, tenant: &TenantSpec) -> crate::domain::quota::Quotas {
+        self.ceilings.quotas.with(&tenant.quotas)
+    }
+
     /// Checks a binding (scope, one writer per target, rails, limits, and the config through the
     /// policy's own `validate-config`) and, if all holds, installs it, replacing a binding of the
     /// same name. Its state and rail memory carry over a replacement.
@@ -324,9 +347,19 @@ impl TickEngine {
             tenant: tenant.clone(),
             targets: spec.targets.iter().map(|t| t.workload()).collect(),
             pools: spec.vm_pools.clone(),
+            quotas: ceilings.quotas.with(&tenant.quotas),
         };
         let mut listed = std::collections::HashSet::with_capacity(spec.targets.len());
         for (target, workload) in spec.targets.iter().zip(&scope.targets) {
+            check_dns_label("target namespace", &workload.namespace)
+                .and_then(|()| check_dns_subdomain("target", &workload.name))
+                .map_err(invalid)?;
+            if target.max_replicas > MAX_REPLICAS {
+                return Err(invalid(format!(
+                    "{workload}: max_replicas {} exceeds {MAX_REPLICAS} (Kubernetes' int32 replicas)",
+                    target.max_replicas
+                )));
+            }
             scope
                 .check_read(workload)
                 .map_err(|e| BindError::OutOfScope {

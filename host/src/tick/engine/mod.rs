@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::audit::{Action, AuditLog, AuditRecord, Outcome};
 use super::binding::{Binding, FallbackAction};
@@ -15,6 +15,7 @@ use super::operations::Operations;
 use super::outcomes::{BindingActuation, LastApplied};
 use crate::backends::{Clock, Cluster};
 use crate::domain::cluster::TimestampMs;
+use crate::domain::promql::QueryRate;
 use crate::domain::scope::{Scope, TenantSpec};
 use crate::runtime::{
     Access, CompiledPolicy, EngineConfig, Invocation, InvocationError, StagedState,
@@ -49,6 +50,8 @@ pub struct TickEngine {
     /// How late the scheduler started ticks: all of them, and per tenant.
     lateness: super::lateness::Lateness,
     tenant_lateness: RwLock<BTreeMap<String, Arc<super::lateness::Lateness>>>,
+    /// Each tenant's query rate, shared by its bindings.
+    query_rates: RwLock<BTreeMap<String, Arc<Mutex<QueryRate>>>>,
 }
 
 impl TickEngine {
@@ -72,6 +75,7 @@ impl TickEngine {
             host_node: ceilings.node_name.as_deref().map(Arc::from),
             lateness: Default::default(),
             tenant_lateness: RwLock::default(),
+            query_rates: RwLock::default(),
             ceilings: ceilings.clone(),
             tenants: RwLock::default(),
             bindings: RwLock::default(),
@@ -106,6 +110,24 @@ impl TickEngine {
             return found.clone();
         }
         self.tenant_lateness
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// `tenant`'s query rate.
+    fn query_rate_of(&self, tenant: &str) -> Arc<Mutex<QueryRate>> {
+        if let Some(found) = self
+            .query_rates
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+        {
+            return found.clone();
+        }
+        self.query_rates
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .entry(tenant.to_owned())
@@ -151,7 +173,8 @@ impl TickEngine {
         )
     }
 
-    /// Adds or replaces a tenant.
+    /// Adds or replaces a tenant (checked by the caller: [`TenantSpec::check`],
+    /// [`Self::check_namespaces`]).
     pub fn add_tenant(&self, tenant: TenantSpec) {
         self.tenants
             .write()
@@ -501,6 +524,7 @@ impl TickEngine {
                 backend: revision.scope.tenant.backend.clone(),
             }),
             host_node: self.host_node.clone(),
+            query_rate: self.query_rate_of(&binding.tenant),
         };
         let waited = waiting.elapsed();
         let deadline = revision.limits.deadline;
