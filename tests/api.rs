@@ -402,9 +402,9 @@ async fn tokens_are_required_and_tenants_see_only_themselves() {
     .await;
     assert_error(&taken, StatusCode::CONFLICT, "conflict");
     assert!(
-        taken.1["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("\"batch\" is already granted to tenant team-b")),
+        taken.1["error"]["message"].as_str().is_some_and(
+            |m| m.contains("\"batch\" is already granted to tenant team-b on the same cluster")
+        ),
         "{}",
         taken.1
     );

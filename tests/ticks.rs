@@ -1111,3 +1111,76 @@ async fn a_failed_power_operation_counts_toward_the_fallback_at_the_next_tick() 
     assert_eq!(third.consecutive_failures, 2);
     assert_eq!(third.fallback.as_deref(), Some("hold"), "{third:?}");
 }
+
+/// The one-writer rule follows the cluster, not the name a config gives it: two `[[backends]]`
+/// names for one API server cannot both scale one workload, nor grant one namespace twice;
+/// the same names on another cluster are another workload.
+#[tokio::test]
+async fn two_names_for_one_cluster_are_one_writer() {
+    let sim = sim();
+    let engine = tick_engine(&sim);
+    let prod = "kubernetes:https://10.0.0.1:6443";
+    engine.add_backend_at("prod", prod, sim.clone());
+    engine.add_backend_at("prod-again", prod, sim.clone());
+    engine.add_backend_at("staging", "kubernetes:https://10.9.9.9:6443", sim.clone());
+    let on = |name: &str, backend: &str| scalehost::domain::scope::TenantSpec {
+        name: name.into(),
+        workloads: vec![api()],
+        backend: Some(backend.into()),
+        ..Default::default()
+    };
+    for (tenant, backend) in [("a", "prod"), ("b", "prod-again"), ("c", "staging")] {
+        engine.add_tenant(on(tenant, backend));
+    }
+    let binding = |tenant: &str| {
+        let mut spec = fixture_binding(
+            "scaler",
+            "scale",
+            json!({ "target": workload_json(&api()), "replicas": 5 }),
+            vec![target(&api(), 1, 10)],
+        );
+        spec.tenant = tenant.into();
+        spec
+    };
+    engine
+        .bind(binding("a"), fixture())
+        .await
+        .expect("a scales web/api on prod");
+    match engine.bind(binding("b"), fixture()).await {
+        Err(BindError::TargetTaken { owner, .. }) => assert_eq!(owner, "a/scaler"),
+        other => panic!(
+            "prod-again is prod: expected target taken, got {:?}",
+            other.err()
+        ),
+    }
+    engine
+        .bind(binding("c"), fixture())
+        .await
+        .expect("staging's web/api is another workload");
+    // Namespaces too: prod's web, once granted, is not prod-again's to grant.
+    engine.add_tenant(scalehost::domain::scope::TenantSpec {
+        name: "owner".into(),
+        namespaces: vec!["shop".into()],
+        backend: Some("prod".into()),
+        ..Default::default()
+    });
+    let second = scalehost::domain::scope::TenantSpec {
+        name: "second".into(),
+        namespaces: vec!["shop".into()],
+        backend: Some("prod-again".into()),
+        ..Default::default()
+    };
+    let refused = engine.check_namespaces(&second).expect_err("one cluster");
+    assert!(
+        refused.contains("tenant owner on the same cluster"),
+        "{refused}"
+    );
+    assert!(
+        engine
+            .check_namespaces(&scalehost::domain::scope::TenantSpec {
+                backend: Some("staging".into()),
+                ..second
+            })
+            .is_ok()
+    );
+}

@@ -166,8 +166,10 @@ impl Host {
                 return Err(HostError::Duplicate(format!("backend {}", backend.name)));
             }
             let real = RealCluster::connect(backend).await?;
-            engine.add_backend(
+            let identity = real.identity();
+            engine.add_backend_at(
                 &backend.name,
+                &identity,
                 Arc::new(WithPushedEvents::new(Arc::new(real), events.clone())),
             );
         }

@@ -298,6 +298,15 @@ impl RealCluster {
             .ok_or_else(|| self.missing("Kubernetes", "kubernetes"))
     }
 
+    /// Which cluster this backend acts on: its Kubernetes API server, else its own name. Two
+    /// `[[backends]]` entries for one API server are one cluster to the one-writer rule.
+    pub fn identity(&self) -> String {
+        match &self.kubernetes {
+            Some(kubernetes) => format!("kubernetes:{}", kubernetes.cluster_url()),
+            None => format!("backend:{}", self.name),
+        }
+    }
+
     /// The Prometheus client, if configured.
     pub fn prometheus(&self) -> Option<&Prometheus> {
         self.prometheus.as_ref()

@@ -73,10 +73,10 @@ impl TenantSpec {
         Ok(())
     }
 
-    /// The first of its namespaces that `other` also holds on the same backend: a namespace
-    /// belongs to one tenant per backend.
+    /// The first of its namespaces that `other`, another tenant, also holds (the caller
+    /// checks that both act on the same cluster).
     pub fn shares_namespace_with(&self, other: &TenantSpec) -> Option<&str> {
-        if self.name == other.name || self.backend != other.backend {
+        if self.name == other.name {
             return None;
         }
         self.namespaces

@@ -15,12 +15,18 @@ use crate::domain::scope::Scope;
 /// A binding's key: (tenant, name).
 pub(super) type Key = (String, String);
 
+/// What a binding acts on: its backend's identity (the cluster behind it, whatever name the
+/// config gives it) and the workload or pool there. Two names for one cluster are one writer.
+type Owned<T> = (Arc<str>, T);
+
 /// The bindings, who scales each target, who powers each pool, and how many each tenant has.
 #[derive(Default)]
 pub(super) struct Registry {
     bindings: BTreeMap<Key, Arc<Binding>>,
-    target_owners: HashMap<WorkloadRef, Key>,
-    pool_owners: HashMap<String, Key>,
+    /// The backend identity each binding was installed on.
+    backends: HashMap<Key, Arc<str>>,
+    target_owners: HashMap<Owned<WorkloadRef>, Key>,
+    pool_owners: HashMap<Owned<String>, Key>,
     per_tenant: HashMap<String, usize>,
 }
 
@@ -38,12 +44,19 @@ impl Registry {
         self.per_tenant.get(tenant).copied().unwrap_or(0)
     }
 
-    /// Refuses `scope` for binding `key` when another binding already scales one of its
-    /// targets or powers one of its pools.
-    pub(super) fn check_owners(&self, key: &Key, scope: &Scope, id: &str) -> Result<(), BindError> {
+    /// Refuses `scope` for binding `key` on the backend `backend` (its identity) when another
+    /// binding already scales one of its targets or powers one of its pools there.
+    pub(super) fn check_owners(
+        &self,
+        key: &Key,
+        backend: &Arc<str>,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<(), BindError> {
         let owner = |k: &Key| format!("{}/{}", k.0, k.1);
         for target in &scope.targets {
-            if let Some(other) = self.target_owners.get(target).filter(|k| *k != key) {
+            let owned = (backend.clone(), target.clone());
+            if let Some(other) = self.target_owners.get(&owned).filter(|k| *k != key) {
                 return Err(BindError::TargetTaken {
                     binding: id.to_owned(),
                     target: target.clone(),
@@ -52,7 +65,8 @@ impl Registry {
             }
         }
         for pool in &scope.pools {
-            if let Some(other) = self.pool_owners.get(pool).filter(|k| *k != key) {
+            let owned = (backend.clone(), pool.clone());
+            if let Some(other) = self.pool_owners.get(&owned).filter(|k| *k != key) {
                 return Err(BindError::Invalid {
                     binding: id.to_owned(),
                     message: format!(
@@ -65,15 +79,24 @@ impl Registry {
         Ok(())
     }
 
-    /// Installs `binding` under `key`, replacing the revision there; returns that one.
-    pub(super) fn insert(&mut self, key: Key, binding: Arc<Binding>) -> Option<Arc<Binding>> {
+    /// Installs `binding` under `key` on the backend `backend`, replacing the revision there;
+    /// returns that one.
+    pub(super) fn insert(
+        &mut self,
+        key: Key,
+        backend: Arc<str>,
+        binding: Arc<Binding>,
+    ) -> Option<Arc<Binding>> {
         let old = self.remove(&key);
         for target in &binding.scope.targets {
-            self.target_owners.insert(target.clone(), key.clone());
+            self.target_owners
+                .insert((backend.clone(), target.clone()), key.clone());
         }
         for pool in &binding.scope.pools {
-            self.pool_owners.insert(pool.clone(), key.clone());
+            self.pool_owners
+                .insert((backend.clone(), pool.clone()), key.clone());
         }
+        self.backends.insert(key.clone(), backend);
         *self.per_tenant.entry(key.0.clone()).or_default() += 1;
         self.bindings.insert(key, binding);
         old
@@ -82,14 +105,17 @@ impl Registry {
     /// Removes the binding under `key`.
     pub(super) fn remove(&mut self, key: &Key) -> Option<Arc<Binding>> {
         let old = self.bindings.remove(key)?;
+        let backend = self.backends.remove(key).unwrap_or_else(|| Arc::from(""));
         for target in &old.scope.targets {
-            if self.target_owners.get(target) == Some(key) {
-                self.target_owners.remove(target);
+            let owned = (backend.clone(), target.clone());
+            if self.target_owners.get(&owned) == Some(key) {
+                self.target_owners.remove(&owned);
             }
         }
         for pool in &old.scope.pools {
-            if self.pool_owners.get(pool) == Some(key) {
-                self.pool_owners.remove(pool);
+            let owned = (backend.clone(), pool.clone());
+            if self.pool_owners.get(&owned) == Some(key) {
+                self.pool_owners.remove(&owned);
             }
         }
         if let Some(count) = self.per_tenant.get_mut(&key.0) {

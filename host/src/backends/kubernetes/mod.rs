@@ -91,6 +91,8 @@ pub enum KubernetesSetupError {
 pub struct Kubernetes {
     client: kube::Client,
     drain_timeout: Duration,
+    /// The API server's URL, as the client reaches it.
+    cluster_url: String,
 }
 
 impl std::fmt::Debug for Kubernetes {
@@ -154,11 +156,22 @@ impl Kubernetes {
         kube_config.connect_timeout = Some(config.timeout);
         kube_config.read_timeout = Some(config.timeout);
         kube_config.write_timeout = Some(config.timeout);
+        let cluster_url = kube_config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
         let client = kube::Client::try_from(kube_config).map_err(|e| setup(&e))?;
         Ok(Kubernetes {
             client,
             drain_timeout: config.drain_timeout,
+            cluster_url,
         })
+    }
+
+    /// The API server's URL (lower-case, without a trailing slash): which cluster this is.
+    pub fn cluster_url(&self) -> &str {
+        &self.cluster_url
     }
 
     /// Replicas, Ready replicas, the CPU one replica requests, and the CPU its pods use (from

@@ -53,11 +53,14 @@ impl TickEngine {
     /// Refuses grants that overlap another tenant's: a namespace belongs to one tenant per
     /// backend (the tenant itself, being replaced, does not count).
     pub fn check_namespaces(&self, tenant: &TenantSpec) -> Result<(), String> {
+        let backend = self.backend_identity(tenant);
         let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
         for other in tenants.values() {
-            if let Some(namespace) = tenant.shares_namespace_with(other) {
+            if let Some(namespace) = tenant.shares_namespace_with(other)
+                && self.backend_identity(other) == backend
+            {
                 return Err(format!(
-                    "namespace {namespace:?} is already granted to tenant {} on the same backend; a namespace belongs to one tenant",
+                    "namespace {namespace:?} is already granted to tenant {} on the same cluster; a namespace belongs to one tenant",
                     other.name
                 ));
             }
@@ -125,8 +128,9 @@ impl TickEngine {
             None => None,
         };
         let key = (spec.tenant.clone(), spec.name.clone());
+        let backend = self.backend_identity(&checked.scope.tenant);
         let mut bindings = self.bindings.write().unwrap_or_else(|p| p.into_inner());
-        bindings.check_owners(&key, &checked.scope, &checked.id)?;
+        bindings.check_owners(&key, &backend, &checked.scope, &checked.id)?;
         if bindings.get(&key).is_none() {
             let max = self.ceilings.max_bindings_per_tenant as usize;
             let count = bindings.count_of(&spec.tenant);
@@ -192,7 +196,7 @@ impl TickEngine {
                     .collect()
             })
             .unwrap_or_default();
-        bindings.insert(key, binding.clone());
+        bindings.insert(key, backend, binding.clone());
         // Cancels persist (a store commit): not under the engine's bindings lock, which every
         // tick and the scheduler take.
         drop(bindings);
@@ -394,10 +398,11 @@ impl TickEngine {
         }
         let key = (spec.tenant.clone(), spec.name.clone());
         // Checked before the (slow) config validation, and again under the write lock.
+        let backend = self.backend_identity(&scope.tenant);
         self.bindings
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .check_owners(&key, &scope, &id)?;
+            .check_owners(&key, &backend, &scope, &id)?;
         Ok(Checked { id, scope })
     }
 }
