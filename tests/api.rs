@@ -1797,6 +1797,38 @@ async fn pushed_events_reach_a_policy_and_stay_in_the_tenants_namespaces() {
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     );
+    // Stamped an hour ahead of the backend's clock: it would never expire in time.
+    let mut future = events("default/web/load");
+    future[0]["time"] = json!(now_s + 3600.0);
+    let refused = call(
+        r,
+        Method::POST,
+        "/v1/events",
+        Some(&token),
+        json_body(future),
+    )
+    .await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        refused.1["error"]["message"].as_str().is_some_and(
+            |m| m.contains("event 0: time") && m.contains("outside the backend's window")
+        ),
+        "{}",
+        refused.1
+    );
+    // A tenant pushes for its own backend only.
+    assert_error(
+        &call(
+            r,
+            Method::POST,
+            "/v1/events?backend=prod",
+            Some(&token),
+            json_body(events("default/web/load")),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     // Accepted: (150 + 150 + 100) / 2 hosts = 200 per host > 100, so up by 2 from 4.
     let (status, accepted) = call(
         r,

@@ -110,6 +110,9 @@ pub enum HostError {
     },
 }
 
+/// How often pushed events that nobody read are expired.
+const EVENT_EXPIRY_PERIOD: Duration = Duration::from_secs(10);
+
 /// A running scalehost: the wasm engine, the tick engine and its bindings, the backend, the
 /// control plane and, when configured, the HTTP API.
 pub struct Host {
@@ -119,6 +122,7 @@ pub struct Host {
     control: Arc<Control>,
     api: Option<(tokio::net::TcpListener, Arc<ApiState>)>,
     added: mpsc::UnboundedReceiver<(String, String, u64)>,
+    events: Arc<EventStore>,
 }
 
 impl Host {
@@ -154,7 +158,7 @@ impl Host {
         // Pushed events are the host's, served whatever a tenant's backend.
         let events = EventStore::new();
         let engine = Arc::new(TickEngine::new(
-            Arc::new(WithPushedEvents::new(cluster, events.clone())),
+            Arc::new(WithPushedEvents::new(cluster, events.clone(), "")),
             clock,
             state,
             audit,
@@ -170,7 +174,11 @@ impl Host {
             engine.add_backend_at(
                 &backend.name,
                 &identity,
-                Arc::new(WithPushedEvents::new(Arc::new(real), events.clone())),
+                Arc::new(WithPushedEvents::new(
+                    Arc::new(real),
+                    events.clone(),
+                    &backend.name,
+                )),
             );
         }
         let mut seen = std::collections::HashSet::new();
@@ -285,6 +293,7 @@ impl Host {
             control,
             api,
             added,
+            events,
         })
     }
 
@@ -326,8 +335,28 @@ impl Host {
             simulated,
             api,
             mut added,
+            events,
             ..
         } = self;
+        // Pushed events expire on a timer too, each backend's by its own clock: what no policy
+        // reads is freed (and its pusher's quota with it).
+        let expiry = {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(EVENT_EXPIRY_PERIOD);
+                loop {
+                    every.tick().await;
+                    if let Some(now) = engine.backend_now(None) {
+                        events.expire("", now);
+                    }
+                    for name in engine.backend_names() {
+                        if let Some(now) = engine.backend_now(Some(&name)) {
+                            events.expire(&name, now);
+                        }
+                    }
+                }
+            })
+        };
         let mut scheduler = Scheduler::new(engine.clone());
         scheduler.start_all();
         // The simulated cluster's clock follows real time, scaled, from now on; between ticks
@@ -373,6 +402,7 @@ impl Host {
         if let Some(driver) = driver {
             driver.abort();
         }
+        expiry.abort();
         tracing::info!("stopped");
         Ok(())
     }

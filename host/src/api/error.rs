@@ -85,6 +85,7 @@ impl From<ControlError> for ApiError {
             ControlError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ControlError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ControlError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ControlError::Quota(_) => (StatusCode::TOO_MANY_REQUESTS, "quota"),
             ControlError::Bind(bind) => match bind {
                 BindError::Config { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
                 BindError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),

@@ -484,9 +484,16 @@ pub(super) async fn decisions(
 
 // ----- pushed events -----
 
+/// `?backend=NAME`: the backend pushed events are for (the admin's choice; a tenant's own).
+#[derive(Debug, Deserialize)]
+pub(super) struct EventsQuery {
+    backend: Option<String>,
+}
+
 pub(super) async fn push_events(
     State(state): State<Arc<ApiState>>,
     Caller(who): Caller,
+    Query(query): Query<EventsQuery>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult {
     let body = body.map_err(|e| {
@@ -501,6 +508,9 @@ pub(super) async fn push_events(
         )
     })?;
     let events: Vec<crate::backends::events::Event> = parse(&body)?;
-    let accepted = blocking(&state, move |control| control.push_events(&who, &events)).await?;
+    let accepted = blocking(&state, move |control| {
+        control.push_events(&who, query.backend.as_deref(), &events)
+    })
+    .await?;
     ok(StatusCode::ACCEPTED, json!({ "accepted": accepted }))
 }

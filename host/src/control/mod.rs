@@ -55,6 +55,9 @@ pub enum ControlError {
     /// Only the admin may do this.
     #[error("{0}")]
     Forbidden(String),
+    /// It would take a tenant past one of its quotas.
+    #[error("{0}")]
+    Quota(String),
     /// The binding was refused (scope, rails, or the policy's `validate-config`).
     #[error(transparent)]
     Bind(#[from] BindError),

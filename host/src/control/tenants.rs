@@ -1,6 +1,6 @@
 //! Tenants: create, read, update (grants, backend), delete; pushed events admitted for a tenant.
 
-use crate::backends::events::Event;
+use crate::backends::events::{Event, EventError, PushLimits};
 use crate::domain::cluster::WorkloadRef;
 use crate::domain::quota::QuotaOverrides;
 use crate::domain::scope::TenantSpec;
@@ -217,9 +217,43 @@ impl Control {
         Ok(())
     }
 
-    /// Keeps a batch of pushed events: a tenant may push only services under its namespaces
-    /// (`<namespace>/…`); the batch is checked whole and kept whole, or refused whole.
-    pub fn push_events(&self, who: &Principal, events: &[Event]) -> Result<usize, ControlError> {
+    /// Keeps a batch of pushed events for a backend: a tenant's is its own backend (naming
+    /// another is forbidden), and it may push only services under its namespaces
+    /// (`<namespace>/…`), within its quotas; the admin names the backend (none: the host's own
+    /// cluster) and is held to the operator's quotas. The batch is checked whole and kept
+    /// whole, or refused whole.
+    pub fn push_events(
+        &self,
+        who: &Principal,
+        backend: Option<&str>,
+        events: &[Event],
+    ) -> Result<usize, ControlError> {
+        let (owner, backend, quotas) = match who {
+            Principal::Admin => (
+                "admin".to_owned(),
+                backend.map(str::to_owned),
+                self.engine.quotas_of(&TenantSpec::default()),
+            ),
+            Principal::Tenant(tenant) => {
+                let spec = self
+                    .engine
+                    .tenant(tenant)
+                    .ok_or_else(|| ControlError::NotFound(format!("no tenant {tenant}")))?;
+                if backend.is_some_and(|b| spec.backend.as_deref() != Some(b)) {
+                    return Err(ControlError::Forbidden(format!(
+                        "tenant {tenant} pushes events for its own backend only"
+                    )));
+                }
+                (
+                    format!("tenant {tenant}"),
+                    spec.backend.clone(),
+                    self.engine.quotas_of(&spec),
+                )
+            }
+        };
+        let now = self.engine.backend_now(backend.as_deref()).ok_or_else(|| {
+            ControlError::Invalid(format!("no backend {:?} in the host's config", backend))
+        })?;
         if let Principal::Tenant(tenant) = who {
             let spec = self
                 .engine
@@ -236,9 +270,18 @@ impl Control {
                 }
             }
         }
+        let limits = PushLimits {
+            now,
+            max_skew_ms: u64::try_from(quotas.max_event_skew.as_millis()).unwrap_or(u64::MAX),
+            max_series: quotas.max_event_series as usize,
+            max_bytes: usize::try_from(quotas.max_event_bytes).unwrap_or(usize::MAX),
+        };
         self.events
-            .push(events)
-            .map_err(|e| ControlError::Invalid(e.to_string()))
+            .push(backend.as_deref().unwrap_or(""), &owner, events, &limits)
+            .map_err(|e| match e {
+                EventError::Quota(message) => ControlError::Quota(message),
+                other => ControlError::Invalid(other.to_string()),
+            })
     }
 
     // ----- plugins -----

@@ -19,6 +19,33 @@ pub(super) struct NamedBackend {
 }
 
 impl TickEngine {
+    /// The time now on `backend`'s clock (the engine's own cluster for `None`), and whether it
+    /// exists.
+    pub fn backend_now(
+        &self,
+        backend: Option<&str>,
+    ) -> Option<crate::domain::cluster::TimestampMs> {
+        match backend {
+            None => Some(self.clock.now_ms()),
+            Some(name) => self
+                .backends
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .map(|b| b.clock.now_ms()),
+        }
+    }
+
+    /// The names of the named backends.
+    pub fn backend_names(&self) -> Vec<String> {
+        self.backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Adds a named backend that tenants may choose (`TenantSpec::backend`), known by its name
     /// alone. Its tenants' ticks run on the wall clock: real systems live in real time.
     pub fn add_backend(&self, name: &str, cluster: Arc<dyn Cluster>) {
