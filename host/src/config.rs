@@ -61,6 +61,9 @@ pub struct HostConfig {
     /// The HTTP API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// How big and how old `audit.jsonl` and its rotated files may grow.
+    #[serde(default)]
+    pub audit: crate::tick::AuditRetention,
     /// The folder relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,

@@ -135,9 +135,10 @@ impl Host {
             source,
         })?;
         let state = Arc::new(StateStore::open(&data_dir.join("state.redb"))?);
-        let audit = Arc::new(AuditLog::with_file(
+        let audit = Arc::new(AuditLog::with_rotation(
             RECENT_AUDIT_RECORDS,
             &data_dir.join("audit.jsonl"),
+            config.audit,
         )?);
         let runtime = Arc::new(PolicyEngine::new(&config.engine)?);
         let (cluster, clock, simulated): (Arc<dyn Cluster>, Arc<dyn Clock>, _) =

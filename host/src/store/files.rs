@@ -1,4 +1,5 @@
-//! Whole files written durably: a crash leaves either the old file or the whole new one.
+//! Files the host keeps: whole files written durably (a crash leaves either the old file or
+//! the whole new one), and append-only logs rotated by size and age.
 
 use std::io::Write;
 use std::path::Path;
@@ -27,6 +28,51 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         return Err(error);
     }
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// The `n`-th rotated file of `path`: `audit.jsonl.1` is the newest after `audit.jsonl`.
+pub fn rotated(path: &Path, n: u32) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    std::path::PathBuf::from(name)
+}
+
+/// Moves `path` to `path.1` (and `.1` to `.2`, …), keeping at most `keep` rotated files and
+/// none last written more than `max_age` ago; `path` itself is then gone, for a new one.
+pub fn rotate(path: &Path, keep: u32, max_age: std::time::Duration) -> std::io::Result<()> {
+    let ignore_missing = |result: std::io::Result<()>| match result {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    if keep == 0 {
+        return ignore_missing(std::fs::remove_file(path));
+    }
+    ignore_missing(std::fs::remove_file(rotated(path, keep)))?;
+    for n in (1..keep).rev() {
+        ignore_missing(std::fs::rename(rotated(path, n), rotated(path, n + 1)))?;
+    }
+    ignore_missing(std::fs::rename(path, rotated(path, 1)))?;
+    prune_older_than(path, keep, max_age)
+}
+
+/// Removes the rotated files of `path` last written more than `max_age` ago.
+pub fn prune_older_than(
+    path: &Path,
+    keep: u32,
+    max_age: std::time::Duration,
+) -> std::io::Result<()> {
+    for n in 1..=keep {
+        let old = rotated(path, n);
+        let stale = std::fs::metadata(&old)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > max_age);
+        if stale {
+            std::fs::remove_file(&old)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,6 @@ mod files;
 mod state;
 mod tables;
 
-pub use files::write_durably;
+pub use files::{prune_older_than, rotate, rotated, write_durably};
 pub use state::{StateError, StateStore, namespace, shadow_namespace};
 pub use tables::{JsonTable, TableError, open_database};

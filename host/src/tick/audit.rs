@@ -146,6 +146,52 @@ pub struct AuditRecord {
     pub consecutive_failures: u32,
 }
 
+impl Written {
+    /// Appends one whole line to the file, rotating it first when the line would take it past
+    /// its size.
+    fn write_line(&mut self, line: &[u8]) {
+        let Some(file) = &mut self.file else {
+            return;
+        };
+        if let Some(rotation) = &mut self.rotation
+            && rotation.size > 0
+            && rotation.size + line.len() as u64 > rotation.retention.max_file_bytes
+        {
+            let reopened = file
+                .flush()
+                .and_then(|()| {
+                    crate::store::rotate(
+                        &rotation.path,
+                        rotation.retention.max_files,
+                        rotation.retention.max_age,
+                    )
+                })
+                .and_then(|()| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&rotation.path)
+                });
+            match reopened {
+                Ok(new) => {
+                    *file = BufWriter::new(new);
+                    rotation.size = 0;
+                }
+                // Kept on the old file: a record is never dropped for a failed rotation.
+                Err(error) => tracing::error!(%error, "cannot rotate the audit log"),
+            }
+        }
+        match file.write_all(line).and_then(|()| file.flush()) {
+            Ok(()) => {
+                if let Some(rotation) = &mut self.rotation {
+                    rotation.size += line.len() as u64;
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot write the audit log"),
+        }
+    }
+}
+
 /// The last megabyte of a file: enough to hold its last whole records.
 fn tail(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
@@ -192,6 +238,8 @@ pub struct AuditLog {
 
 struct Written {
     seq: u64,
+    /// Where the file is, its size, and when it rotates.
+    rotation: Option<Rotation>,
     /// Per tenant, its last records and their size: one tenant's many bindings (or big
     /// records) push out only its own.
     recent: HashMap<String, Recent>,
@@ -203,6 +251,37 @@ struct Written {
 struct Recent {
     records: VecDeque<(Arc<AuditRecord>, usize)>,
     bytes: usize,
+}
+
+/// How long and how big the audit file may grow: `audit.jsonl` rotates to `audit.jsonl.1` (and
+/// so on) past `max_file_bytes`; at most `max_files` rotated files are kept, none older than
+/// `max_age`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditRetention {
+    /// The size at which the file rotates, bytes.
+    pub max_file_bytes: u64,
+    /// Rotated files kept.
+    pub max_files: u32,
+    /// The age past which a rotated file is removed.
+    #[serde(with = "crate::domain::duration")]
+    pub max_age: std::time::Duration,
+}
+
+impl Default for AuditRetention {
+    fn default() -> Self {
+        AuditRetention {
+            max_file_bytes: 64 << 20,
+            max_files: 8,
+            max_age: std::time::Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+struct Rotation {
+    path: std::path::PathBuf,
+    size: u64,
+    retention: AuditRetention,
 }
 
 /// The most bytes (serialized) of one tenant's records kept in memory.
@@ -225,6 +304,7 @@ impl AuditLog {
         AuditLog {
             written: Mutex::new(Written {
                 seq: 0,
+                rotation: None,
                 recent: HashMap::new(),
                 file: None,
             }),
@@ -233,18 +313,35 @@ impl AuditLog {
         }
     }
 
-    /// Also appends every record as one JSON line to `path`. Sequence numbers continue from
-    /// the last record already in the file, so they stay unique across restarts.
+    /// Also appends every record as one JSON line to `path`, rotated as
+    /// [`AuditRetention::default`] says.
     pub fn with_file(capacity: usize, path: &Path) -> Result<Self, AuditError> {
+        Self::with_rotation(capacity, path, AuditRetention::default())
+    }
+
+    /// Also appends every record as one JSON line to `path`, rotated by `retention`. Sequence
+    /// numbers continue from the last record already written (in the file, or in the newest
+    /// rotated one), so they stay unique across rotations and restarts.
+    pub fn with_rotation(
+        capacity: usize,
+        path: &Path,
+        retention: AuditRetention,
+    ) -> Result<Self, AuditError> {
         let error = |source| AuditError {
             path: path.display().to_string(),
             source,
         };
-        let (last_seq, cut) = match tail(path) {
+        let (mut last_seq, cut) = match tail(path) {
             Ok(bytes) => (last_seq(&bytes), bytes.last().is_some_and(|b| *b != b'\n')),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, false),
             Err(e) => return Err(error(e)),
         };
+        if last_seq == 0 {
+            // Rotated just before a stop: the numbers go on from the newest rotated file.
+            last_seq = tail(&crate::store::rotated(path, 1)).map_or(0, |b| self::last_seq(&b));
+        }
+        crate::store::prune_older_than(path, retention.max_files, retention.max_age)
+            .map_err(error)?;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -254,11 +351,17 @@ impl AuditLog {
             // A line cut by a crash stays alone on its line.
             file.write_all(b"\n").map_err(error)?;
         }
+        let size = file.metadata().map_err(error)?.len();
         let log = Self::in_memory(capacity);
         {
             let mut written = log.lock();
             written.seq = last_seq;
             written.file = Some(BufWriter::new(file));
+            written.rotation = Some(Rotation {
+                path: path.to_owned(),
+                size,
+                retention,
+            });
         }
         Ok(log)
     }
@@ -283,12 +386,7 @@ impl AuditLog {
         }
         let mut line = serde_json::to_vec(&*record).expect("an audit record serializes");
         line.push(b'\n');
-        if let Some(file) = &mut written.file {
-            let result = file.write_all(&line).and_then(|()| file.flush());
-            if let Err(error) = result {
-                tracing::error!(%error, "cannot write the audit log");
-            }
-        }
+        written.write_line(&line);
         if self.capacity > 0 {
             let kept = written.recent.entry(record.tenant.clone()).or_default();
             kept.records
@@ -321,14 +419,10 @@ impl AuditLog {
         let mut written = self.lock();
         written.seq += 1;
         let seq = written.seq;
-        if let Some(file) = &mut written.file {
-            let result = serde_json::to_writer(&mut *file, &line(seq))
-                .map_err(std::io::Error::from)
-                .and_then(|()| file.write_all(b"\n"))
-                .and_then(|()| file.flush());
-            if let Err(error) = result {
-                tracing::error!(%error, "cannot write the audit log");
-            }
+        if written.file.is_some() {
+            let mut bytes = serde_json::to_vec(&line(seq)).expect("a JSON value serializes");
+            bytes.push(b'\n');
+            written.write_line(&bytes);
         }
         seq
     }
@@ -383,6 +477,60 @@ mod tests {
         assert_eq!(log.peek_seq(), 43, "the cut record 43 never counted");
         let fresh = AuditLog::with_file(10, &dir.path().join("new.jsonl")).expect("opens");
         assert_eq!(fresh.peek_seq(), 1);
+    }
+
+    #[test]
+    fn the_file_rotates_at_its_size_and_numbers_go_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        let retention = AuditRetention {
+            max_file_bytes: 2000,
+            max_files: 2,
+            ..AuditRetention::default()
+        };
+        let log = AuditLog::with_rotation(0, &path, retention).expect("opens");
+        let mut line_bytes = 0;
+        for _ in 0..40 {
+            let mut r = record("t", 0);
+            log.append(&mut r);
+            line_bytes = serde_json::to_vec(&r).expect("json").len() + 1;
+        }
+        let sizes: Vec<u64> = [
+            path.clone(),
+            crate::store::rotated(&path, 1),
+            crate::store::rotated(&path, 2),
+        ]
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .collect();
+        assert!(sizes.iter().all(|s| *s <= 2000), "{sizes:?}");
+        assert!(
+            sizes[1] > 2000 - line_bytes as u64,
+            "rotated when the next line would not fit: {sizes:?}"
+        );
+        assert!(
+            !crate::store::rotated(&path, 3).exists(),
+            "at most 2 rotated files"
+        );
+        // Every number once, in order, over the files kept.
+        let mut seqs = Vec::new();
+        for p in [
+            crate::store::rotated(&path, 2),
+            crate::store::rotated(&path, 1),
+            path.clone(),
+        ] {
+            for line in std::fs::read_to_string(&p).expect("reads").lines() {
+                let v: serde_json::Value = serde_json::from_str(line).expect("whole line");
+                seqs.push(v["seq"].as_u64().expect("seq"));
+            }
+        }
+        assert_eq!(seqs.last(), Some(&40));
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        // A restart right after a rotation (the new file empty) goes on from the rotated one.
+        drop(log);
+        crate::store::rotate(&path, 2, retention.max_age).expect("rotates");
+        let again = AuditLog::with_rotation(0, &path, retention).expect("opens");
+        assert_eq!(again.peek_seq(), 41);
     }
 
     fn record(tenant: &str, error: usize) -> AuditRecord {

@@ -17,7 +17,7 @@ mod registry;
 mod scheduler;
 mod shares;
 
-pub use audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, ShadowRecord};
+pub use audit::{Action, AuditError, AuditLog, AuditRecord, AuditRetention, Outcome, ShadowRecord};
 pub use binding::{Binding, BindingSpec, FallbackAction, FallbackSpec, Health, Shadow, TargetSpec};
 pub use engine::{BindError, BindOptions, ShadowOptions, TickEngine};
 pub use guard::{RailAdjustment, RailHistory, Rails, Verdict};
