@@ -372,6 +372,49 @@ async fn tokens_are_required_and_tenants_see_only_themselves() {
         !db.windows(a.len()).any(|w| w == a.as_bytes()),
         "a token is stored in the clear"
     );
+    // Tokens are a quota: a tenant allowed two holds two at most, until it revokes one.
+    let (status, limited) = call(
+        r,
+        Method::POST,
+        "/v1/tenants",
+        Some(ADMIN),
+        json_body(
+            json!({ "name": "team-q", "namespaces": ["quota"], "quotas": { "max_tokens": 2 } }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{limited}");
+    assert_eq!(limited["tenant"]["quotas"]["max_tokens"], 2);
+    let q = limited["token"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (status, _) = call(r, Method::POST, "/v1/tenants/team-q/tokens", Some(&q), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let third = call(r, Method::POST, "/v1/tenants/team-q/tokens", Some(&q), None).await;
+    assert_error(&third, StatusCode::TOO_MANY_REQUESTS, "quota");
+    assert!(
+        third.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("quotas.max_tokens 2")),
+        "{}",
+        third.1
+    );
+    let first_id = limited["token"]["id"].as_str().expect("id");
+    let (status, _) = call(
+        r,
+        Method::DELETE,
+        &format!("/v1/tenants/team-q/tokens/{first_id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_error(
+        &call(r, Method::GET, "/v1/tenants/team-q", Some(&q), None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
     // A tenant with bindings cannot be deleted; without, it can.
     assert_error(
         &call(r, Method::DELETE, "/v1/tenants/team-a", Some(ADMIN), None).await,

@@ -48,29 +48,42 @@ pub(super) fn new_token(tenant: &str) -> (String, TokenRecord) {
 }
 
 impl Control {
-    /// Who presents `token`: compared by sha256, in constant time, against the admin token and
-    /// every tenant token (all are compared, whatever matches first).
+    /// Who presents `token`: the admin token compared by sha256 in constant time; tenant
+    /// tokens looked up by their sha256 in the index (O(1): a lookup by a digest of a random
+    /// 256-bit secret tells a timing attacker nothing of a stored token).
     pub fn authenticate(&self, token: &str) -> Result<Option<Principal>, ControlError> {
         let presented = sha256(token);
-        let mut found = None;
         if let Some(admin) = &self.admin_token_sha256
             && bool::from(admin.ct_eq(&presented))
         {
-            found = Some(Principal::Admin);
+            return Ok(Some(Principal::Admin));
         }
-        for record in self.tenant_records()?.into_values() {
-            for stored in &record.tokens {
-                let Ok(stored) =
-                    <[u8; 32]>::try_from(hex::decode(&stored.sha256).unwrap_or_default())
-                else {
-                    continue;
-                };
-                if bool::from(stored.ct_eq(&presented)) && found.is_none() {
-                    found = Some(Principal::Tenant(record.spec.name.clone()));
-                }
+        Ok(self
+            .tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&presented)
+            .map(|tenant| Principal::Tenant(tenant.clone())))
+    }
+
+    /// Adds `tenant`'s tokens to the index (after their record committed).
+    pub(super) fn index_tokens(&self, tenant: &str, records: &[TokenRecord]) {
+        let mut index = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+        for record in records {
+            if let Ok(digest) =
+                <[u8; 32]>::try_from(hex::decode(&record.sha256).unwrap_or_default())
+            {
+                index.insert(digest, tenant.to_owned());
             }
         }
-        Ok(found)
+    }
+
+    /// Takes every token of `tenant` out of the index (it was deleted).
+    pub(super) fn unindex_tenant(&self, tenant: &str) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, owner| owner != tenant);
     }
 
     /// Refuses a principal outside `tenant` with "not found", so that tenants cannot probe
@@ -99,9 +112,17 @@ impl Control {
         self.authorize(who, tenant)?;
         let _change = self.lock();
         let mut record = self.existing_tenant(tenant)?;
+        let max = self.engine.quotas_of(&record.spec).max_tokens as usize;
+        if record.tokens.len() >= max {
+            return Err(ControlError::Quota(format!(
+                "tenant {tenant} has {} tokens, its most (quotas.max_tokens {max}); revoke one first",
+                record.tokens.len()
+            )));
+        }
         let (token, token_record) = new_token(tenant);
         record.tokens.push(token_record.clone());
         self.put_tenant(&record)?;
+        self.index_tokens(tenant, std::slice::from_ref(&token_record));
         Ok(IssuedToken {
             tenant: tenant.to_owned(),
             id: token_record.id,
@@ -119,12 +140,18 @@ impl Control {
         self.authorize(who, tenant)?;
         let _change = self.lock();
         let mut record = self.existing_tenant(tenant)?;
-        let before = record.tokens.len();
-        record.tokens.retain(|t| t.id != id);
-        if record.tokens.len() == before {
+        let Some(revoked) = record.tokens.iter().position(|t| t.id == id) else {
             return Err(ControlError::NotFound(format!("no token {id}")));
+        };
+        let revoked = record.tokens.remove(revoked);
+        self.put_tenant(&record)?;
+        if let Ok(digest) = <[u8; 32]>::try_from(hex::decode(&revoked.sha256).unwrap_or_default()) {
+            self.tokens
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&digest);
         }
-        self.put_tenant(&record)
+        Ok(())
     }
 
     // ----- pushed events -----

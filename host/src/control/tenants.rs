@@ -91,6 +91,7 @@ impl Control {
             created_at: unix_ms(),
         };
         self.put_tenant(&record)?;
+        self.index_tokens(&record.spec.name, &record.tokens);
         self.engine.add_tenant(spec);
         Ok((
             view_tenant(&record),
@@ -200,6 +201,7 @@ impl Control {
             )));
         }
         self.remove_tenant_record(name)?;
+        self.unindex_tenant(name);
         self.engine.remove_tenant(name);
         self.engine.audit().forget_tenant(name);
         // Its claims on plugins go; a plugin another binding still runs keeps its record.

@@ -22,6 +22,8 @@ pub struct Quotas {
     pub max_query_points: u32,
     /// Queries per minute over all the tenant's bindings.
     pub queries_per_minute: u32,
+    /// Tokens the tenant may hold at once.
+    pub max_tokens: u32,
     /// Pushed-event series (service, host) the tenant may keep.
     pub max_event_series: u32,
     /// Bytes the tenant's pushed events may hold (32 per event, plus each series' names).
@@ -38,6 +40,7 @@ impl Default for Quotas {
             max_query_lookback: query.max_lookback,
             max_query_points: query.max_points,
             queries_per_minute: query.per_minute,
+            max_tokens: 100,
             max_event_series: 1000,
             max_event_bytes: 4 << 20,
             max_event_skew: Duration::from_secs(300),
@@ -61,6 +64,9 @@ pub struct QuotaOverrides {
     /// See [`Quotas::queries_per_minute`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queries_per_minute: Option<u32>,
+    /// See [`Quotas::max_tokens`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
     /// See [`Quotas::max_event_series`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_event_series: Option<u32>,
@@ -87,6 +93,7 @@ impl Quotas {
             queries_per_minute: overrides
                 .queries_per_minute
                 .unwrap_or(self.queries_per_minute),
+            max_tokens: overrides.max_tokens.unwrap_or(self.max_tokens),
             max_event_series: overrides.max_event_series.unwrap_or(self.max_event_series),
             max_event_bytes: overrides.max_event_bytes.unwrap_or(self.max_event_bytes),
             max_event_skew: self.max_event_skew,
