@@ -48,7 +48,14 @@ pub(crate) fn parse(text: &str) -> Result<Expr, BackendError> {
             "{operators} operators, over the {MAX_OPERATORS} a query may have"
         )));
     }
-    promql_parser::parser::parse(text).map_err(invalid)
+    // The parser panics on some inputs (a duration of `1e30` seconds): a panic is a bad query,
+    // not a dead binding.
+    match std::panic::catch_unwind(|| promql_parser::parser::parse(text)) {
+        Ok(parsed) => parsed.map_err(invalid),
+        Err(_) => Err(invalid(
+            "the parser could not read it (a number out of range?)".into(),
+        )),
+    }
 }
 
 /// The deepest nesting and the number of operator characters outside strings and braces.
@@ -58,6 +65,14 @@ fn shape(text: &str) -> (usize, usize) {
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match c {
+            // A comment runs to the end of the line, as the lexer reads it.
+            '#' => {
+                for s in chars.by_ref() {
+                    if s == '\n' {
+                        break;
+                    }
+                }
+            }
             '"' | '\'' | '`' => {
                 // Skip the string, escapes included (backquoted strings have none).
                 while let Some(s) = chars.next() {
@@ -85,11 +100,15 @@ fn shape(text: &str) -> (usize, usize) {
             _ => {}
         }
     }
-    // `and`, `or`, `unless` are operators too; counted roughly (over-counting only refuses
-    // sooner).
+    // `and`, `or`, `unless`, `atan2` are operators too, in any case; counted roughly, in
+    // strings and comments too (over-counting only refuses sooner).
     let words = text
         .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .filter(|w| matches!(*w, "and" | "or" | "unless"))
+        .filter(|w| {
+            ["and", "or", "unless", "atan2"]
+                .iter()
+                .any(|k| w.eq_ignore_ascii_case(k))
+        })
         .count();
     (deepest, operators + words)
 }
@@ -121,6 +140,34 @@ mod tests {
                 Err(BackendError::Invalid(message)) => assert!(message.contains(why), "{message}"),
                 other => panic!("expected invalid, got {other:?}"),
             }
+        }
+        // Comments hide nothing: a quote or a bracket in one does not skew the count, and
+        // keyword operators count in any case.
+        let commented = format!(
+            "vector(0) #\"\n+ {}1{}\n#\"",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        let closing = "((((((((((# ))))))))))\n".repeat(300) + "1" + &")".repeat(3000);
+        let words = format!("x{}", " OR x".repeat(1000));
+        let atan = format!("1{}", " atan2 1".repeat(1000));
+        for (text, why) in [
+            (commented.as_str(), "nested 5000 deep"),
+            (closing.as_str(), "nested 3000 deep"),
+            (words.as_str(), "1000 operators"),
+            (atan.as_str(), "1000 operators"),
+        ] {
+            match parse(text) {
+                Err(BackendError::Invalid(message)) => assert!(message.contains(why), "{message}"),
+                other => panic!("expected invalid, got {other:?}"),
+            }
+        }
+        // A duration the parser cannot hold is a bad query, not a panic.
+        for text in ["up offset 1e30", "up[1e20]", "max_over_time(up[5m:1e400])"] {
+            assert!(
+                matches!(parse(text), Err(BackendError::Invalid(_))),
+                "{text}"
+            );
         }
         // Operators inside strings and selectors are not counted; a fine query parses.
         let fine = format!("x{{a=\"{}\"}} + 1", "+".repeat(1000));
