@@ -18,7 +18,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 
-use crate::domain::promql::{self, Labels, Selector, SeriesSource};
+use crate::domain::promql::{
+    self, Labels, Selector, SeriesSource, WORKLOAD_METRICS, workload_labels,
+};
 use async_trait::async_trait;
 
 use crate::backends::{Actuator, Clock, MetricSource, VmInventory, WorkloadReader};
@@ -265,15 +267,7 @@ impl BacktestCluster {
     }
 }
 
-/// The metrics the model answers, for `backtest/app` only; only demand has a past.
-const METRICS: [&str; 5] = [
-    "scalehost_requests_per_minute",
-    "scalehost_replicas",
-    "scalehost_ready_replicas",
-    "scalehost_cpu_usage_millis",
-    "scalehost_cpu_utilization",
-];
-
+// The model answers the workload metrics for `backtest/app` only; only demand has a past.
 impl SeriesSource for Model {
     fn select(
         &self,
@@ -285,12 +279,8 @@ impl SeriesSource for Model {
             return Ok(out);
         }
         let status = self.status();
-        for metric in METRICS {
-            let labels: Labels = vec![
-                ("__name__".into(), metric.into()),
-                ("namespace".into(), "backtest".into()),
-                ("workload".into(), "app".into()),
-            ];
+        for metric in WORKLOAD_METRICS {
+            let labels = workload_labels(metric, "backtest", "app");
             if !selector.matches(&labels) {
                 continue;
             }

@@ -8,7 +8,7 @@ use super::{CPU_BURST, EVENT_RETENTION_MS, HISTORY_MINUTES};
 use crate::domain::cluster::{
     BackendError, Capacity, NodeInfo, PodInfo, PowerState, TimestampMs, WorkloadKind, WorkloadRef,
 };
-use crate::domain::promql::{Labels, Selector, SeriesSource};
+use crate::domain::promql::{Labels, Selector, SeriesSource, WORKLOAD_METRICS, workload_labels};
 use crate::domain::trace::{MINUTE_MS, Trace};
 
 pub(super) enum Load {
@@ -506,15 +506,6 @@ impl Sim {
     }
 }
 
-/// The workload metrics, each labelled `namespace` and `workload`.
-const WORKLOAD_METRICS: [&str; 5] = [
-    "scalehost_requests_per_minute",
-    "scalehost_replicas",
-    "scalehost_ready_replicas",
-    "scalehost_cpu_usage_millis",
-    "scalehost_cpu_utilization",
-];
-
 /// The cluster-wide metrics, without labels.
 const CLUSTER_METRICS: [&str; 3] = [
     "scalehost_cluster_allocatable_cpu_millis",
@@ -569,11 +560,7 @@ impl SeriesSource for Sim {
         };
         for w in candidates {
             for metric in &metrics {
-                let labels = vec![
-                    ("__name__".to_owned(), (*metric).to_owned()),
-                    ("namespace".to_owned(), w.spec.namespace.clone()),
-                    ("workload".to_owned(), w.spec.name.clone()),
-                ];
+                let labels = workload_labels(metric, &w.spec.namespace, &w.spec.name);
                 if selector.matches(&labels)
                     && let Some(value) = self.workload_metric(w, metric, at)
                 {

@@ -18,6 +18,25 @@ use crate::domain::cluster::{BackendError, Sample, Series, TimestampMs};
 /// A series' labels, sorted by name (`__name__` among them for a selected series).
 pub type Labels = Vec<(String, String)>;
 
+/// The per-workload metrics the embedded backends (the simulated cluster, the backtest model)
+/// serve, each labelled `namespace` and `workload`.
+pub const WORKLOAD_METRICS: [&str; 5] = [
+    "scalehost_requests_per_minute",
+    "scalehost_replicas",
+    "scalehost_ready_replicas",
+    "scalehost_cpu_usage_millis",
+    "scalehost_cpu_utilization",
+];
+
+/// The labels of workload metric `metric` of `namespace/workload`, sorted.
+pub fn workload_labels(metric: &str, namespace: &str, workload: &str) -> Labels {
+    vec![
+        ("__name__".to_owned(), metric.to_owned()),
+        ("namespace".to_owned(), namespace.to_owned()),
+        ("workload".to_owned(), workload.to_owned()),
+    ]
+}
+
 /// Where the evaluator reads series.
 pub trait SeriesSource {
     /// Every series `selector` matches at `at`, with its labels and value there; none for an

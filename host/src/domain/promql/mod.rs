@@ -14,7 +14,9 @@ use promql_parser::parser::Expr;
 
 use crate::domain::cluster::BackendError;
 
-pub use eval::{Labels, Selector, SeriesSource, evaluate, evaluate_range};
+pub use eval::{
+    Labels, Selector, SeriesSource, WORKLOAD_METRICS, evaluate, evaluate_range, workload_labels,
+};
 pub use scope::{
     CLUSTER_WIDE_PREFIXES, NAMESPACE_LABEL, QueryGrant, QueryLimits, QueryRate, QueryWindow,
     scope_query,

@@ -33,6 +33,18 @@ use apply::{Refused, commit_gated};
 use backends::NamedBackend;
 pub use bind::{BindOptions, ShadowOptions};
 
+/// `tenant`'s entry of a per-tenant map, made on first use (a read lock on the way there).
+fn per_tenant<T: Default>(map: &RwLock<BTreeMap<String, Arc<T>>>, tenant: &str) -> Arc<T> {
+    if let Some(found) = map.read().unwrap_or_else(|p| p.into_inner()).get(tenant) {
+        return found.clone();
+    }
+    map.write()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(tenant.to_owned())
+        .or_default()
+        .clone()
+}
+
 /// The tenants and bindings of a host, and the one place a tick is run.
 pub struct TickEngine {
     cluster: Arc<dyn Cluster>,
@@ -103,38 +115,12 @@ impl TickEngine {
 
     /// How late the scheduler started `tenant`'s ticks.
     pub fn lateness_of(&self, tenant: &str) -> Arc<super::lateness::Lateness> {
-        if let Some(found) = self
-            .tenant_lateness
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tenant)
-        {
-            return found.clone();
-        }
-        self.tenant_lateness
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(tenant.to_owned())
-            .or_default()
-            .clone()
+        per_tenant(&self.tenant_lateness, tenant)
     }
 
     /// `tenant`'s query rate.
     fn query_rate_of(&self, tenant: &str) -> Arc<Mutex<QueryRate>> {
-        if let Some(found) = self
-            .query_rates
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tenant)
-        {
-            return found.clone();
-        }
-        self.query_rates
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(tenant.to_owned())
-            .or_default()
-            .clone()
+        per_tenant(&self.query_rates, tenant)
     }
 
     /// The power operations in flight and their recent outcomes.
